@@ -1,0 +1,34 @@
+"""Fault injection for the reliability tests: DIA_STUDIO_FAULT=point[:n] acts at the n-th hit.
+
+Points: plan, generate, stitch, export, manifest, ... Action by prefix: "kill@point" sends
+SIGKILL to this process (a crash with no cleanup), "oom@point" raises OutOfMemory once,
+"enospc@point" raises a full-disk OSError. Unset in production: hit() is then a dict lookup.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+_counts: dict[str, int] = {}
+
+
+def hit(point: str) -> None:
+    spec = os.environ.get("DIA_STUDIO_FAULT")
+    if not spec:
+        return
+    for item in spec.split(","):
+        action, _, rest = item.partition("@")
+        name, _, nth = rest.partition(":")
+        if name != point:
+            continue
+        _counts[item] = _counts.get(item, 0) + 1
+        if _counts[item] != int(nth or 1):
+            continue
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "oom":
+            from .engines import OutOfMemory
+            raise OutOfMemory(f"simulated out-of-memory at {point}")
+        elif action == "enospc":
+            raise OSError(errno.ENOSPC, f"No space left on device (simulated at {point})")
