@@ -1,0 +1,165 @@
+"""`produce`: render one project. The recipe reads top to bottom; the work is in dia_core.render.
+
+Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them as inputs).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import asdict
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
+from prefect.cache_policies import NO_CACHE
+
+from dia_core import render
+from dia_core.render import RenderOptions
+
+# In-process observers of segment progress (the CLI's progress bar); Prefect sees the artifact.
+PROGRESS_LISTENERS: list[Callable[[int, int], None]] = []
+
+
+def _job(project: str, options: dict) -> render.Job:
+    """Open the job once per process: planning is cheap, but the engine must load only once."""
+    key = (project, tuple(sorted(options.items(), key=str)))
+    if key not in _JOBS:
+        opts = RenderOptions(**{**options, "chapters": tuple(options["chapters"]) if options.get("chapters") else None})
+        _JOBS[key] = render.open_job(project, opts)
+    return _JOBS[key]
+
+
+_JOBS: dict = {}
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_task(project: str, options: dict) -> list[dict]:
+    job = _job(project, options)
+    for w in job.plan.warnings:
+        get_run_logger().warning(w)
+    return [{"id": c.id, "title": c.title, "segments": len(c.segments)} for c in job.plan.chapters]
+
+
+@task(name="prepare-voices", cache_policy=NO_CACHE)
+def prepare_voices_task(project: str, options: dict) -> list[str]:
+    job = _job(project, options)
+    return sorted(render.prepare_voices(job))
+
+
+@contextlib.contextmanager
+def gpu_slot(device: str):
+    """One GPU job at a time per device: a Prefect global concurrency limit when a server is
+    configured (it spans hosts and shows in the UI), and always the host-local process lock."""
+    limit = contextlib.nullcontext()
+    if os.environ.get("PREFECT_API_URL"):
+        from prefect.concurrency.sync import concurrency
+        limit = concurrency(f"dia-gpu-{socket.gethostname()}-{device}", occupy=1)
+    with limit, render.gpu_lock(device):
+        yield
+
+
+@task(name="generate-takes", cache_policy=NO_CACHE)
+def generate_task(project: str, options: dict) -> str:
+    job = _job(project, options)
+    logger = get_run_logger()
+    progress_id = create_progress_artifact(0.0, key=_artifact_key(job, "progress"),
+                                           description=f"{job.project.title}: segments finished")
+
+    def on_progress(done: int, total: int) -> None:
+        update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+        for listener in PROGRESS_LISTENERS:
+            listener(done, total)
+
+    prompts = render.prepare_voices(job)
+    device = "draft" if job.options.draft else (job.options.device or "cuda")
+    with gpu_slot(device):
+        outcomes = render.generate_takes(job, prompts, on_progress, log=logger.info)
+    generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
+    logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
+    return str(render.save_outcomes(job, outcomes))
+
+
+@task(name="chapter", cache_policy=NO_CACHE)
+def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: str) -> dict:
+    job = _job(project, options)
+    result = render.finish_chapter(job, chapter_id, render.load_outcomes(outcomes_path))
+    create_table_artifact(
+        key=_artifact_key(job, chapter_id),
+        table=_segment_rows(result),
+        description=f'{chapter_id} "{result["title"]}": {result["segments"]} segments, '
+                    f'{result["attempts"]} takes, {result["duration_s"]:.1f} s, '
+                    f'profile {"passed" if result["passed"] else "FAILED"}')
+    return result
+
+
+@task(name="export-book", cache_policy=NO_CACHE)
+def book_task(project: str, options: dict, chapters: list[dict]) -> dict | None:
+    return render.export_book(_job(project, options), chapters)
+
+
+@task(name="project-manifest", cache_policy=NO_CACHE)
+def manifest_task(project: str, options: dict, chapters: list[dict], book: dict | None,
+                  started_at: str) -> str:
+    job = _job(project, options)
+    path = render.write_project_manifest(job, chapters, book, started_at)
+    create_markdown_artifact(key=_artifact_key(job, "summary"), markdown=_summary(job, chapters, book),
+                             description=f"{job.project.title}: delivery summary")
+    return str(path)
+
+
+@flow(name="produce", flow_run_name="produce {project}", log_prints=True)
+def produce(project: str, draft: bool = False, out: str | None = None, chapters: list[int] | None = None,
+            model: str | None = None, codec: str | None = None, store: str | None = None,
+            device: str | None = None, batch_size: int | None = None) -> str:
+    """Render one project: plan -> voices -> takes (QC, regenerate) -> chapters -> book -> manifest."""
+    options = asdict(RenderOptions(out_dir=out, draft=draft, model=model, codec=codec, store=store,
+                                   chapters=tuple(chapters) if chapters else None, device=device,
+                                   batch_size=batch_size))
+    started_at = render.now()
+    job = _job(project, options)
+    lock = render.acquire_project_lock(job)
+    try:
+        planned = plan_task(project, options)
+        outcomes = generate_task(project, options)
+        finished = [chapter_task.with_options(task_run_name=f'{c["id"]} "{c["title"]}"')(
+                    project, options, c["id"], outcomes) for c in planned]
+        book = book_task(project, options, finished)
+        manifest = manifest_task(project, options, finished, book, started_at)
+        render.check_strict(job, finished)
+        return manifest
+    finally:
+        lock.release()
+
+
+def _artifact_key(job: render.Job, what: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    name = "".join(ch if ch.isalnum() else "-" for ch in job.project.root.name.lower())
+    return f"{name}-{what}".strip("-")[:100]
+
+
+def _segment_rows(result: dict) -> list[dict]:
+    import json
+    data = json.loads(open(result["manifest"]).read())
+    return [{"segment": s["id"], "speakers": ", ".join(dict.fromkeys(s["speakers"])),
+             "attempts": len(s["attempts"]), "qc": "pass" if s["qc"]["passed"] else "FAIL: " + "; ".join(s["qc"]["failures"]),
+             "start": s["start_ms"] / 1000, "seconds": (s["end_ms"] - s["start_ms"]) / 1000,
+             "text": s["text"][:80]} for s in data["segments"]]
+
+
+def _summary(job: render.Job, chapters: list[dict], book: dict | None) -> str:
+    lines = [f"# {job.project.title}", "",
+             f"Profile **{job.project.delivery.profile}**{' (strict)' if job.project.delivery.strict else ''}; "
+             f"engine {job.engine.name} `{job.engine.model_id}`", "",
+             "| chapter | duration | loudness | RMS | true peak | noise floor | profile |",
+             "|---|---|---|---|---|---|---|"]
+    for c in chapters:
+        m = c["measurements"] or {}
+        f = lambda k, unit: f"{m[k]:.1f} {unit}" if m.get(k) is not None else "-"  # noqa: E731
+        verdict = "pass" if c["passed"] else "FAIL: " + "; ".join(c["failures"])
+        lines.append(f'| {c["id"]} {c["title"]} | {c["duration_s"]:.1f} s | {f("integrated_lufs", "LUFS")} | '
+                     f'{f("rms_db", "dB")} | {f("true_peak_dbtp", "dBTP")} | {f("noise_floor_db", "dB")} | {verdict} |')
+    if book:
+        lines += ["", f"Book: `{book['path']}` with {len(book['chapters'])} chapter markers."]
+    return "\n".join(lines)
