@@ -41,5 +41,7 @@ class DeliverySettings:
     captions: tuple[str, ...] = ("vtt", "srt")
     mp3_bitrate_kbps: int = 192
     room_tone_db: float = -70.0          # level of the generated room tone (dBFS RMS)
+    pcm_bits: int = 24                   # PCM size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
+    aac_bitrate_kbps: int = 64           # m4b (AAC, mono) bit rate
     pauses: Pauses = field(default_factory=Pauses)
     trim: Trim = field(default_factory=Trim)

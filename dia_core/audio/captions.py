@@ -1,0 +1,129 @@
+"""WebVTT and SRT captions from segment timings (speaker name as the WebVTT cue voice)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_text
+
+__all__ = ["Cue", "write_vtt", "write_srt", "vtt_text", "srt_text", "read_vtt", "read_srt",
+           "cues_from_segments", "clean_text"]
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_s: float
+    end_s: float
+    speaker: str | None
+    text: str
+
+
+_TAG = re.compile(r"\[S\d+\]\s*")
+
+
+def clean_text(text: str) -> str:
+    """Dia's speaker tags removed, whitespace collapsed (non-verbal cues like (laughs) kept)."""
+    return re.sub(r"\s+", " ", _TAG.sub(" ", text)).strip()
+
+
+def _ts(seconds: float, sep: str) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _vtt_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _check(cues) -> list[Cue]:
+    cues = list(cues)
+    for c in cues:
+        if c.end_s < c.start_s:
+            raise ValueError(f"cue ends before it starts: {c}")
+    return cues
+
+
+def vtt_text(cues) -> str:
+    lines = ["WEBVTT", ""]
+    for c in _check(cues):
+        text = _vtt_escape(" ".join(c.text.split("\n")))
+        if c.speaker:
+            # the voice annotation ends at '>', so it must not contain one
+            text = f"<v {_vtt_escape(c.speaker).replace('&gt;', '')}>{text}"
+        lines += [f"{_ts(c.start_s, '.')} --> {_ts(c.end_s, '.')}", text, ""]
+    return "\n".join(lines)
+
+
+def srt_text(cues) -> str:
+    lines = []
+    for i, c in enumerate(_check(cues), 1):
+        text = " ".join(c.text.split("\n"))
+        if c.speaker:
+            text = f"{c.speaker}: {text}"
+        lines += [str(i), f"{_ts(c.start_s, ',')} --> {_ts(c.end_s, ',')}", text, ""]
+    return "\n".join(lines)
+
+
+def write_vtt(cues, path: str | Path) -> Path:
+    return write_text(path, vtt_text(cues))
+
+
+def write_srt(cues, path: str | Path) -> Path:
+    return write_text(path, srt_text(cues))
+
+
+def _parse_ts(s: str) -> float:
+    h, m, rest = s.strip().replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(rest)
+
+
+def read_vtt(path: str | Path) -> list[Cue]:
+    blocks = Path(path).read_text(encoding="utf-8").split("\n\n")
+    out = []
+    for b in blocks:
+        lines = [ln for ln in b.strip().split("\n") if ln]
+        arrow = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
+        if arrow is None:
+            continue
+        a, z = lines[arrow].split("-->")
+        text = " ".join(lines[arrow + 1:])
+        speaker = None
+        mv = re.match(r"<v ([^>]*)>(.*)", text)
+        if mv:
+            speaker, text = mv.group(1), mv.group(2)
+        text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        out.append(Cue(_parse_ts(a), _parse_ts(z.split()[0]), speaker, text))
+    return out
+
+
+def read_srt(path: str | Path) -> list[Cue]:
+    out = []
+    for b in Path(path).read_text(encoding="utf-8").split("\n\n"):
+        lines = [ln for ln in b.strip().split("\n") if ln]
+        if len(lines) < 3 or "-->" not in lines[1]:
+            continue
+        a, z = lines[1].split("-->")
+        text = " ".join(lines[2:])
+        speaker = None
+        if ": " in text:
+            speaker, text = text.split(": ", 1)
+        out.append(Cue(_parse_ts(a), _parse_ts(z), speaker, text))
+    return out
+
+
+def cues_from_segments(segments, speaker_names: dict | None = None) -> list[Cue]:
+    """Cues from chapter-manifest segment entries (start_ms, end_ms, text, speakers).
+
+    The cue speaker is the segment's speakers mapped through ``speaker_names`` (e.g.
+    {"S1": "Narrator"}), joined with " & " for a two-speaker segment."""
+    names = speaker_names or {}
+    cues = []
+    for seg in segments:
+        speakers = [names.get(s, s) for s in seg.get("speakers", [])]
+        cues.append(Cue(seg["start_ms"] / 1000.0, seg["end_ms"] / 1000.0,
+                        " & ".join(speakers) or None, clean_text(seg["text"])))
+    return cues
