@@ -61,13 +61,21 @@ def decode_ffmpeg(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     path = Path(path)
     if not path.exists():
         raise InputError("audio file not found", file=path)
+    streams = [s for s in probe(path).get("streams", []) if s.get("codec_type") == "audio"]
+    if not streams:
+        raise InputError("no audio stream", file=path)
+    channels = int(streams[0].get("channels") or 1)
+    # Decode all channels and average them here: ffmpeg's own -ac 1 downmix adds +3 dB for stereo.
     cmd = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
-           "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+           "-map", "0:a:0", "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
     p = subprocess.run(cmd, capture_output=True)
     if p.returncode != 0:
         raise InputError(f"ffmpeg could not decode it: {p.stderr.decode(errors='replace').strip()[-300:]}",
                          file=path)
-    return np.frombuffer(p.stdout, dtype=np.float32).copy()
+    a = np.frombuffer(p.stdout, dtype=np.float32)
+    if channels > 1:
+        a = a[: len(a) // channels * channels].reshape(-1, channels).mean(axis=1)
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -28,8 +28,9 @@ def available_engines() -> tuple[str, ...]:
 
 def _filter(engine: str, speed: float) -> str:
     if engine == "rubberband":
-        # smooth transients + long window suit speech; formants preserved; high pitch quality.
-        return f"rubberband=tempo={speed:.6f}:transients=mixed:pitchq=quality:formant=preserved"
+        # Library defaults (crisp transients, standard window) measured best on espeak speech:
+        # RMS -0.7 dB at 0.94 (smooth/mixed transients lose about 2 dB, window=long smears).
+        return f"rubberband=tempo={speed:.6f}"
     if engine == "atempo":
         return f"atempo={speed:.6f}"
     raise ValueError(f"unknown tempo engine {engine!r}")
@@ -40,7 +41,8 @@ def change_tempo(audio: np.ndarray, speed_factor: float, *, engine: str = "auto"
     """Return ``audio`` played at ``speed_factor`` (0.5-1.5) without changing pitch.
 
     The output has exactly ``round(len(audio) / speed_factor)`` samples. ``speed_factor`` 1.0 returns
-    the input object unchanged.
+    the input object unchanged. A phase vocoder loses a little level on speech (about 0.7 dB RMS at
+    0.94, 1.5 dB at 0.8); it is not compensated here because loudness.finish sets the final level.
     """
     check_param("speed_factor", speed_factor)
     if speed_factor == 1.0:
