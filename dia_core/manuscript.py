@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
+from .project import display_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .project import Project
@@ -148,9 +149,10 @@ def _clean(line: str) -> str:
 
 
 class _Parser:
-    def __init__(self, casting: Casting, label: str, first_index: int):
+    def __init__(self, casting: Casting, label: str, first_index: int, source_file: str | None = None):
         self.c = casting
-        self.file = label
+        self.file = label                      # in messages
+        self.source_file = source_file or label  # in SourceRef (relative to the project root)
         self.next_index = first_index
         self.chapters: list[Chapter] = []
         self.cur: Chapter | None = None
@@ -167,7 +169,7 @@ class _Parser:
 
     def start_chapter(self, title: str, line: int, has_heading: bool) -> None:
         self.finish_chapter()
-        self.cur = Chapter(self.next_index, title, SourceRef(self.file, line), has_heading=has_heading)
+        self.cur = Chapter(self.next_index, title, SourceRef(self.source_file, line), has_heading=has_heading)
         self.next_index += 1
         self.paragraph = 0
         self.pending = "chapter_start"
@@ -281,7 +283,7 @@ class _Parser:
         else:
             boundary = "turn"
         self.pending = ""
-        blocks.append(Block(kind, voice, character, text, SourceRef(self.file, line), boundary, self.paragraph))
+        blocks.append(Block(kind, voice, character, text, SourceRef(self.source_file, line), boundary, self.paragraph))
 
     # -- driver --
     def parse(self, text: str) -> list[Chapter]:
@@ -319,18 +321,23 @@ class _Parser:
         return self.chapters
 
 
-def parse_text(text: str, casting: Casting, *, file: str = "<text>", first_index: int = 1
-               ) -> tuple[list[Chapter], list[str]]:
-    """Parse manuscript text. Returns (chapters, warnings); raises InputError on bad input."""
-    p = _Parser(casting, file, first_index)
+def parse_text(text: str, casting: Casting, *, file: str = "<text>", first_index: int = 1,
+               source_file: str | None = None) -> tuple[list[Chapter], list[str]]:
+    """Parse manuscript text. Returns (chapters, warnings); raises InputError on bad input.
+
+    ``file`` names the file in errors and warnings; ``source_file`` (default: ``file``) goes into
+    each block's SourceRef.
+    """
+    p = _Parser(casting, file, first_index, source_file)
     chapters = p.parse(text)
     return chapters, p.warnings
 
 
-def parse_file(path: Path, casting: Casting, *, label: str | None = None, first_index: int = 1
-               ) -> tuple[list[Chapter], list[str]]:
+def parse_file(path: Path, casting: Casting, *, label: str | None = None, first_index: int = 1,
+               source_file: str | None = None) -> tuple[list[Chapter], list[str]]:
     label = label or str(path)
-    return parse_text(read_text_file(path, label), casting, file=label, first_index=first_index)
+    return parse_text(read_text_file(path, label), casting, file=label, first_index=first_index,
+                      source_file=source_file)
 
 
 def parse_project_manuscripts(project: "Project") -> tuple[list[Chapter], list[str]]:
@@ -339,7 +346,8 @@ def parse_project_manuscripts(project: "Project") -> tuple[list[Chapter], list[s
     chapters: list[Chapter] = []
     warnings: list[str] = []
     for path in project.manuscripts:
-        ch, w = parse_file(path, casting, label=project.relpath(path), first_index=len(chapters) + 1)
+        ch, w = parse_file(path, casting, label=display_path(path), first_index=len(chapters) + 1,
+                           source_file=project.relpath(path))
         chapters.extend(ch)
         warnings.extend(w)
     if not chapters:  # pragma: no cover - every file has text or raised

@@ -440,14 +440,16 @@ class _ChapterPlanner:
         )
 
 
-def select_chapters(all_chapters: list[Chapter], selection, project: Project) -> list[Chapter]:
+def select_chapters(all_chapters: list[Chapter], selection, project: Project, *, from_manifest: bool = False
+                    ) -> list[Chapter]:
     if selection is None:
         return all_chapters
     n = len(all_chapters)
-    missing = [i for i in selection if i > n]
+    missing = [i for i in selection if isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= n]
     if missing:
         raise InputError(f"chapter {missing[0]} does not exist (the manuscript has {n} chapter"
-                         f"{'s' if n != 1 else ''})", file=project.manifest_label, field="chapters")
+                         f"{'s' if n != 1 else ''})", file=project.manifest_label if from_manifest else None,
+                         field="chapters")
     wanted = set(selection)
     return [c for c in all_chapters if c.index in wanted]
 
@@ -467,7 +469,7 @@ def plan_project(project: Project, chapters=None) -> Plan:
     selection = chapters if chapters is not None else project.chapters
     if selection is not None:
         selection = tuple(selection)
-    chosen = select_chapters(all_chapters, selection, project)
+    chosen = select_chapters(all_chapters, selection, project, from_manifest=chapters is None)
     return plan_chapters(project, chosen, mwarn, total_chapters=len(all_chapters))
 
 

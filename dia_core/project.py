@@ -134,7 +134,8 @@ class Project:
 
     @property
     def manifest_label(self) -> str:
-        return self.manifest_path.name
+        """The manifest path as shown in messages (relative to the working directory when inside it)."""
+        return display_path(self.manifest_path)
 
     def voice_for_character(self, name: str) -> str | None:
         return self.characters.get(name.casefold())
@@ -144,6 +145,14 @@ class Project:
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return str(path)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it, else absolute."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,6 +502,28 @@ def _delivery(v: _V, y: Y | None) -> DeliverySettings:
             raise v.error("ACX needs 192 kbps or more", m["mp3_bitrate_kbps"], "delivery.mp3_bitrate_kbps")
     if "room_tone_db" in m:
         kw["room_tone_db"] = v.number(m["room_tone_db"], "delivery.room_tone_db", -120, -40)
+    if "pcm_bits" in m:
+        kw["pcm_bits"] = v.integer(m["pcm_bits"], "delivery.pcm_bits", 16, 32)
+        if kw["pcm_bits"] not in (16, 24, 32):
+            raise v.error("must be 16, 24 or 32", m["pcm_bits"], "delivery.pcm_bits")
+    if "aac_bitrate_kbps" in m:
+        kw["aac_bitrate_kbps"] = v.integer(m["aac_bitrate_kbps"], "delivery.aac_bitrate_kbps", 32, 320)
+    # fields added to DeliverySettings later: validated by the type of their default
+    for f in fields(DeliverySettings):
+        k = f.name
+        if k in m and k not in kw and k not in ("target_lufs", "true_peak_db", "pauses", "trim"):
+            default = getattr(d, k)
+            path = f"delivery.{k}"
+            if isinstance(default, bool):
+                kw[k] = v.boolean(m[k], path)
+            elif isinstance(default, int):
+                kw[k] = v.integer(m[k], path, -10**9, 10**9)
+            elif isinstance(default, float):
+                kw[k] = v.number(m[k], path, -1e9, 1e9)
+            elif isinstance(default, str):
+                kw[k] = v.string(m[k], path)
+            else:  # pragma: no cover
+                raise v.error("cannot be set from YAML", m[k], path)
     if "pauses" in m:
         pm = v.mapping(m["pauses"], "delivery.pauses", tuple(f.name for f in fields(Pauses)))
         kw["pauses"] = Pauses(**_float_fields(v, pm, "delivery.pauses",
