@@ -565,14 +565,15 @@ def _prompt_text(v: _V, y: Y, path: str, max_len: int) -> str:
     return s
 
 
-def _voice(v: _V, name: str, y: Y, proj_seed_y: Y | None, project_sampling: SamplingParams,
+def _voice(v: _V, name: str, y: Y, key_line: int, proj_seed_y: Y | None, project_sampling: SamplingParams,
            default_cps: float) -> Voice:
     path = f"voices.{name}"
     if not VOICE_NAME_RE.match(name):
-        raise v.error("voice names use letters, digits, '_', '.', '-'", y, path)
+        raise v.error("voice names use letters, digits, '_', '.', '-'", path=path, line=key_line)
     if y.value is None:
-        y = Y({}, y.line, {})
+        y = Y({}, key_line, {})
     m = v.mapping(y, path, VOICE_KEYS)
+    y = Y(y.value, key_line, y.key_lines)   # voice-level errors point at the voice's name
     ref = v.path(m["reference"], path + ".reference") if "reference" in m else None
     transcript = _prompt_text(v, m["transcript"], path + ".transcript", 900) if "transcript" in m else None
     if ref is not None and transcript is None:
@@ -681,7 +682,7 @@ def load_project(path: str | Path) -> Project:
     vmap = v.mapping(vy, "voices", tuple(vy.value) if isinstance(vy.value, dict) else ())
     if not vmap:
         raise v.error("define at least one voice", vy, "voices")
-    voices = {name: _voice(v, name, item, seed_y, sampling, segmenting.chars_per_second)
+    voices = {name: _voice(v, name, item, vy.key_lines[name], seed_y, sampling, segmenting.chars_per_second)
               for name, item in vmap.items()}
     seeds: dict[int, str] = {}
     for vo in voices.values():
