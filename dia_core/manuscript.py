@@ -47,7 +47,7 @@ DIALOGUE_RE = re.compile(r"^(?P<name>[^\W\d_][\w'’.\- ]{0,39}?)[ \t]*:(?:[ \t]
 RAW_START_RE = re.compile(r"^\[S[12]\]")
 TAG_RE = re.compile(r"\[(S[12])\]")
 CUE_RE = re.compile(r"\(([^()]{1,60})\)")
-CUE_WORDS_RE = re.compile(r"^[a-z]+(?: [a-z]+){0,2}$")
+CUE_WORDS_RE = re.compile(r"^[a-z]+(?: [a-z]+)?$")
 EMPHASIS_RE = re.compile(r"(?<![\w*])(\*{1,3})(?=\S)(.+?)(?<=\S)\1(?![\w*])")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
