@@ -286,40 +286,51 @@ def check_file(path: str | Path, settings: DeliverySettings) -> ProfileReport:
 
 # ----------------------------------------------------------------------------------- processing
 
-def limit(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = SAMPLE_RATE,
-          lookahead_ms: float = 5.0, hold_ms: float = 40.0) -> tuple[np.ndarray, float]:
-    """Look-ahead true-peak limiter. Returns (limited audio, max gain reduction in dB).
+def limiter_gain(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = SAMPLE_RATE,
+                 lookahead_ms: float = 5.0, hold_ms: float = 40.0) -> np.ndarray:
+    """Smoothed gain curve (<= 1) of the look-ahead true-peak limiter, one value per sample.
 
     Gain needed per sample g[n] = min(1, ceiling / true-peak envelope[n]); a sliding minimum over
     [n - hold - W + 1, n + W - 1] followed by a W-sample moving average (W = look-ahead) gives a
-    smooth gain (linear attack/release ramps of W samples, held for ``hold_ms``) that is never above
-    g at any sample, so peaks are reduced before they arrive and nothing is clipped. A last tiny
-    static trim covers interpolation between oversampled points.
-    """
+    smooth gain (attack and release ramps of W samples, held for ``hold_ms``, slope at most 1/W per
+    sample) that is never above g at any sample: peaks are reduced before they arrive and nothing
+    is clipped."""
     x = as_float_mono(audio)
     if len(x) == 0:
-        return x, 0.0
+        return np.ones(0)
     c = undb(ceiling_dbtp)
     env = _true_peak_envelope(x)
     if env.max() <= c:
-        return x, 0.0
+        return np.ones(len(x))
     g = np.minimum(1.0, c / np.maximum(env, 1e-12))
     w = max(1, int(lookahead_ms * sample_rate / 1000))
     hold = int(hold_ms * sample_rate / 1000)
     size = hold + 2 * w - 1
-    # window covering [n - hold - w + 1, n + w - 1]: centred filter with an origin shift
     origin = (hold + w - 1) - size // 2   # positive origin shifts the window to earlier samples
     gmin = minimum_filter1d(g, size=size, mode="nearest", origin=origin)
     padded = np.concatenate([np.full(w - 1, gmin[0]), gmin])
     csum = np.concatenate([[0.0], np.cumsum(padded)])
-    smooth = np.minimum((csum[w:] - csum[:-w]) / w, 1.0)   # mean of gmin[n-w+1 .. n]
-    y = (x.astype(np.float64) * smooth)
+    return np.minimum((csum[w:] - csum[:-w]) / w, 1.0)   # mean of gmin[n-w+1 .. n]
+
+
+def limit(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = SAMPLE_RATE,
+          lookahead_ms: float = 5.0, hold_ms: float = 40.0) -> tuple[np.ndarray, float]:
+    """Look-ahead true-peak limiter (see ``limiter_gain``). Returns (audio, max gain reduction dB).
+
+    Audio already under the ceiling is returned unchanged. A last tiny static trim covers the
+    interpolation between oversampled points after the gain is applied."""
+    x = as_float_mono(audio)
+    gain = limiter_gain(x, ceiling_dbtp, sample_rate=sample_rate, lookahead_ms=lookahead_ms, hold_ms=hold_ms)
+    if len(x) == 0 or gain.min() >= 1.0:
+        return x, 0.0
+    c = undb(ceiling_dbtp)
+    y = x.astype(np.float64) * gain
     for _ in range(3):
         tp = undb(true_peak(y))
         if tp <= c:
             break
         y *= (c / tp) * 0.9995
-    return y.astype(np.float32), -db(float(smooth.min()))
+    return y.astype(np.float32), -db(float(gain.min()))
 
 
 def _tame_noise_floor(x: np.ndarray, sr: int, floor_db: float, target_db: float) -> tuple[np.ndarray, float]:
@@ -345,35 +356,60 @@ def _tame_noise_floor(x: np.ndarray, sr: int, floor_db: float, target_db: float)
     return (x * gains).astype(np.float32), reduction
 
 
-def finish(audio: np.ndarray, settings: DeliverySettings, *,
+def _gain_curve(n: int, spans, speech_db: float, room_db: float, sr: int, ramp_s: float = 0.01) -> np.ndarray:
+    """Per-sample linear gain: ``speech_db`` inside the spans, ``room_db`` outside, 10 ms ramps."""
+    mask = np.zeros(n)
+    for a, b in spans:
+        mask[max(0, int(round(a * sr))):min(n, int(round(b * sr)))] = 1.0
+    r = max(1, int(ramp_s * sr))
+    mask = np.convolve(mask, np.ones(r) / r, mode="same")
+    return undb(room_db) + (undb(speech_db) - undb(room_db)) * mask
+
+
+def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
            sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, LoudnessReport]:
     """Gain ``audio`` to the profile's target, limit to its true-peak ceiling, keep the room tone
-    under the noise-floor limit (acx), then verify; if the limiter pulled the level out of
-    tolerance, correct the gain and limit again (up to three passes)."""
+    under the noise-floor limit, then verify; if the limiter pulled the level out of tolerance,
+    correct the gain (secant steps) and limit again, up to six passes.
+
+    ``spans`` (StitchResult.spans, seconds) marks the speech: with it only the speech is gained
+    and the room tone between spans keeps its generated level (settings.room_tone_db), however
+    large the gain. Without it the whole file is gained and, for acx, a downward expander pulls a
+    room tone that rose above -63 dB back to -65 dB (speech above -45 dBFS is never touched)."""
     x = as_float_mono(audio)
     metric, target, ceiling = profile_target(settings)
     before = measure(x, sample_rate)
     current = getattr(before, metric)
     if current <= -150.0:
         raise InputError("cannot normalize silent audio")
-    total_gain = 0.0
-    max_red = 0.0
-    y = x
+    quick = (lambda a: db(float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))))) if metric == "rms_db" \
+        else (lambda a: integrated_lufs(a, sample_rate))
+    total_gain = target - current
+    max_red = floor_red = 0.0
+    prev = None
     iterations = 0
-    floor_red = 0.0
-    for iterations in range(1, 4):
-        step = target - current
-        total_gain += step
-        y = (x.astype(np.float64) * undb(total_gain)).astype(np.float32)
+    for iterations in range(1, 7):
+        if spans is not None:
+            y = (x.astype(np.float64) * _gain_curve(len(x), spans, total_gain, min(0.0, total_gain),
+                                                    sample_rate)).astype(np.float32)
+        else:
+            y = (x.astype(np.float64) * undb(total_gain)).astype(np.float32)
         y, red = limit(y, ceiling, sample_rate=sample_rate)
         max_red = max(max_red, red)
-        current = getattr(measure(y, sample_rate), metric)
-        if abs(current - target) <= 0.1:
+        floor_red = 0.0
+        if settings.profile == "acx":
+            nf = _noise_floor_db(y, sample_rate)
+            if nf > -63.0:   # keep the room tone 3 dB under ACX's -60 dB floor
+                y, floor_red = _tame_noise_floor(y, sample_rate, nf, -65.0)
+        reached = quick(y)
+        if abs(reached - target) <= 0.05:
             break
-    if settings.profile == "acx":
-        nf = _noise_floor_db(y, sample_rate)
-        if nf > -63.0:
-            y, floor_red = _tame_noise_floor(y, sample_rate, nf, -65.0)
+        # secant step: under heavy limiting 1 dB more gain yields less than 1 dB more level
+        slope = 1.0
+        if prev is not None and abs(total_gain - prev[0]) > 1e-6:
+            slope = min(1.0, max(0.2, (reached - prev[1]) / (total_gain - prev[0])))
+        prev = (total_gain, reached)
+        total_gain += (target - reached) / slope
     after = measure(y, sample_rate)
     return y, LoudnessReport(settings.profile, {"metric": metric, "value": target}, ceiling, total_gain,
                              max_red, floor_red, iterations, before, after)
