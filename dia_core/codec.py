@@ -1,0 +1,170 @@
+"""The DAC 44.1 kHz codec Dia speaks: 512-sample hop (86.13 frames/s), 9 codebooks of 1024 entries.
+
+Encodes voice prompts (any format soundfile or ffmpeg reads, any rate, stereo or mono) to codes
+[T, 9], with a cache keyed by the file's sha256 (and the codec's, on disk), and decodes code
+sequences to float32 mono audio in chunks so memory stays bounded for long sequences.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .atomic import atomic_path
+from .errors import InputError
+from .params import HOP_LENGTH, NUM_CHANNELS, SAMPLE_RATE
+
+# The DAC decoder is convolutional with a receptive field of about 11 latent frames each side, so
+# decoding a chunk with this much context on both sides reproduces the unchunked output.
+DECODE_CONTEXT_FRAMES = 32
+DECODE_CHUNK_FRAMES = 1024
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Float32 mono samples and rate. soundfile first (wav/flac/ogg/mp3), ffmpeg for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("audio file not found", file=path)
+    try:
+        import soundfile as sf
+
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data = data.mean(axis=1)
+    except Exception as sf_error:
+        if shutil.which("ffmpeg") is None:
+            raise InputError(f"cannot read audio: {sf_error}", file=path) from None
+        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1",
+                               "-ar", str(SAMPLE_RATE), "-"], capture_output=True)
+        if proc.returncode != 0:
+            detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+            raise InputError(f"cannot read audio (soundfile: {sf_error}; ffmpeg: {detail[0]})", file=path) from None
+        data, rate = np.frombuffer(proc.stdout, dtype=np.float32).copy(), SAMPLE_RATE
+    if data.size == 0:
+        raise InputError("audio file has no samples", file=path)
+    if not np.isfinite(data).all():
+        raise InputError("audio contains NaN or infinite samples", file=path)
+    return data, int(rate)
+
+
+class DiaCodec:
+    sample_rate = SAMPLE_RATE
+    hop_length = HOP_LENGTH
+
+    def __init__(self, dac_model, checksum: str | None = None, cache_dir: str | Path | None = None):
+        self.model = dac_model.eval()
+        if checksum is None:  # no weights file: hash the parameters
+            h = hashlib.sha256()
+            for k, v in sorted(self.model.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            checksum = h.hexdigest()
+        self.checksum = checksum
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._memory: dict[str, Tensor] = {}  # file sha256 -> codes
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device="cpu", cache_dir: str | Path | None = None) -> "DiaCodec":
+        """``weights=None`` downloads DAC's 44 kHz model (dac.utils.download); a path loads that file."""
+        import dac
+
+        if weights is None:
+            try:
+                weights = dac.utils.download(model_type="44khz")
+            except Exception as e:
+                raise InputError(f"could not download the DAC 44 kHz weights ({type(e).__name__}: {e}); "
+                                 "offline, pass a local weights path", field="codec") from None
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError("DAC weights file not found", file=path)
+        try:
+            model = dac.DAC.load(str(path))
+        except Exception as e:
+            raise InputError(f"cannot load DAC weights: {type(e).__name__}: {e}", file=path) from None
+        hop = int(np.prod(model.encoder_rates))
+        if model.sample_rate != SAMPLE_RATE or hop != HOP_LENGTH or model.n_codebooks != NUM_CHANNELS:
+            raise InputError(f"not the 44.1 kHz DAC Dia uses: sample rate {model.sample_rate}, hop {hop}, "
+                             f"{model.n_codebooks} codebooks (need {SAMPLE_RATE}, {HOP_LENGTH}, {NUM_CHANNELS})",
+                             file=path)
+        return cls(model.to(device), _sha256_file(path), cache_dir)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- encode --------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, wav, sample_rate: int) -> Tensor:
+        """Samples ([N], [N, channels] or [channels, N]; any rate) -> LongTensor[T, 9] on CPU,
+        T = ceil(N_44k / 512)."""
+        import torchaudio.functional as AF
+
+        x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if not isinstance(wav, Tensor) else wav).float()
+        if x.dim() == 2:  # channels are the short axis
+            x = x.mean(dim=1 if x.shape[0] > x.shape[1] else 0)
+        if x.dim() != 1 or x.numel() == 0:
+            raise InputError(f"audio must be non-empty mono or multichannel samples, got shape {list(x.shape)}",
+                             field="audio")
+        if sample_rate != SAMPLE_RATE:
+            x = AF.resample(x, int(sample_rate), SAMPLE_RATE)
+        x = x.to(self.device)[None, None]
+        x = self.model.preprocess(x, SAMPLE_RATE)
+        _, codes, *_ = self.model.encode(x)
+        return codes[0].T.long().cpu()
+
+    def encode_file(self, path: str | Path) -> Tensor:
+        """Codes [T, 9] for an audio file; the same bytes are never encoded twice."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("audio file not found", file=path)
+        key = _sha256_file(path)
+        if key in self._memory:
+            return self._memory[key].clone()
+        disk = self.cache_dir / f"{key}-{self.checksum[:16]}.npy" if self.cache_dir is not None else None
+        if disk is not None and disk.is_file():
+            codes = torch.from_numpy(np.load(disk)).long()
+        else:
+            wav, rate = read_audio(path)
+            codes = self.encode(wav, rate)
+            if disk is not None:
+                with atomic_path(disk) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, codes.numpy().astype(np.int16))
+        self._memory[key] = codes
+        return codes.clone()
+
+    # ---- decode --------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode(self, codes: Tensor, chunk_frames: int = DECODE_CHUNK_FRAMES,
+               context_frames: int = DECODE_CONTEXT_FRAMES) -> np.ndarray:
+        """Codes [T, 9] -> float32 mono at 44.1 kHz, T * 512 samples. Decoded ``chunk_frames`` at a time
+        with ``context_frames`` of context each side (cut off afterwards)."""
+        codes = torch.as_tensor(codes).long()
+        if codes.dim() != 2 or codes.shape[1] != NUM_CHANNELS:
+            raise InputError(f"codes must have shape [T, {NUM_CHANNELS}], got {list(codes.shape)}", field="codes")
+        T = codes.shape[0]
+        if T == 0:
+            return np.zeros(0, dtype=np.float32)
+        codes = codes.clamp(0, 1023).T[None].to(self.device)  # [1, 9, T]
+        pieces = []
+        for start in range(0, T, chunk_frames):
+            end = min(start + chunk_frames, T)
+            lo, hi = max(0, start - context_frames), min(T, end + context_frames)
+            z = self.model.quantizer.from_codes(codes[:, :, lo:hi])[0]
+            audio = self.model.decode(z)[0, 0]
+            pieces.append(audio[(start - lo) * HOP_LENGTH:(end - lo) * HOP_LENGTH].float().cpu())
+        return torch.cat(pieces).numpy().astype(np.float32, copy=False)
