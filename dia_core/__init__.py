@@ -3,7 +3,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["DiaModel", "InputError", "SamplingParams", "__version__"]
+__all__ = ["AudioPrompt", "DiaCodec", "DiaConfig", "DiaModel", "Generated", "InputError", "SamplingParams",
+           "encode_text", "__version__"]
 
 
 def __getattr__(name):
@@ -11,6 +12,18 @@ def __getattr__(name):
     if name == "DiaModel":
         from .model import DiaModel
         return DiaModel
+    if name in ("AudioPrompt", "Generated"):
+        from . import model
+        return getattr(model, name)
+    if name == "DiaCodec":
+        from .codec import DiaCodec
+        return DiaCodec
+    if name == "DiaConfig":
+        from .config import DiaConfig
+        return DiaConfig
+    if name == "encode_text":
+        from .tokenizer import encode_text
+        return encode_text
     if name == "InputError":
         from .errors import InputError
         return InputError
