@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from filelock import FileLock, Timeout
 
 from . import __version__, atomic, faults
 from .engines import DiaEngine, DraftEngine, Engine, OutOfMemory, TakeRequest, VoicePrompt
+from .params import SAMPLE_RATE
 from .store import SegmentStore, canonical_hash, file_sha256
 
 ProgressFn = Callable[[int, int], None]
@@ -340,15 +340,14 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
     _write_float_wav(audio, master)
 
     cues, segments = [], []
-    for s, (start, end) in zip(chapter.segments, stitched.spans):
-        cues += _turn_cues(s, start, end, cap.Cue)
+    for s, (start_ms, end_ms) in zip(chapter.segments, manifest.segment_times_ms(stitched.spans)):
+        cues += _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue)
         o = outcomes[s.id]
         segments.append({
-            "id": s.id, "text": s.text, "voices": dict(s.slots),
-            "speakers": [t.character for t in s.turns], "seed": o.chosen.seed,
-            "attempt": o.chosen.attempt,
+            "id": s.id, "text": s.text, "voices": dict(s.slots), "speakers": [t.character for t in s.turns],
+            "boundary": s.boundary, "seed": o.chosen.seed, "attempt": o.chosen.attempt,
             "attempts": [{"attempt": a.attempt, "seed": a.seed, "qc": a.qc} for a in o.attempts],
-            "sampling": s.sampling.to_dict(), "start_ms": round(start * 1000), "end_ms": round(end * 1000),
+            "sampling": s.sampling.to_dict(), "start_ms": start_ms, "end_ms": end_ms,
             "qc": {k: o.chosen.qc[k] for k in ("passed", "metrics", "failures")},
             "source": {"file": s.source.file, "line": s.source.line}})
     if "vtt" in settings.captions:
@@ -356,22 +355,26 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
     if "srt" in settings.captions:
         files["srt"] = cap.write_srt(cues, job.out_dir / f"{chapter.id}.srt")
     primary = next((files[f] for f in ("mp3", "flac", "wav") if f in files), None)
-    report = loudness.check_file(primary, settings) if primary else None
+    report = loudness.check_file(primary, settings) if primary else loudness.check_audio(audio, settings)
     faults.hit("manifest")
+    duration_s = len(audio) / SAMPLE_RATE
+    entries = [manifest.file_entry(f, relative_to=job.out_dir,
+                                   duration_s=duration_s if fmt in ("mp3", "flac", "wav") else None)
+               for fmt, f in files.items()]
     chapter_manifest = job.out_dir / "manifests" / f"{chapter.id}.json"
     manifest.write_chapter_manifest({
-        "schema_version": 1, "project": job.project.title, "chapter": {"id": chapter.id,
-        "index": chapter.index, "title": chapter.title}, "segments": segments,
-        "duration_s": round(len(audio) / 44100, 3), "loudness": _jsonable(asdict(loud)),
+        "schema_version": manifest.SCHEMA_VERSION, "chapter_id": chapter.id, "index": chapter.index,
+        "title": chapter.title, "sample_rate": SAMPLE_RATE, "duration_ms": round(duration_s * 1000),
+        "head_ms": round(stitched.head_s * 1000), "tail_ms": round(stitched.tail_s * 1000),
+        "profile": settings.profile, "files": entries, "loudness": _jsonable(loud.to_dict()),
+        "created_at": manifest.utc_now(), "segments": segments,
     }, chapter_manifest)
     return {
-        "id": chapter.id, "title": chapter.title, "manifest": str(chapter_manifest),
-        "master": str(master), "files": {fmt: str(p) for fmt, p in files.items()},
-        "duration_s": round(len(audio) / 44100, 3),
-        "measurements": _jsonable(asdict(report.measurements)) if report else None,
-        "limits": _jsonable(report.limits) if report else None,
-        "passed": bool(report.passed) if report else True,
-        "failures": list(report.failures) if report else [],
+        "id": chapter.id, "title": chapter.title,
+        "manifest": str(chapter_manifest.relative_to(job.out_dir)), "master": str(master),
+        "files": entries, "duration_s": round(duration_s, 3),
+        "measurements": _jsonable(report.measurements.to_dict()), "limits": _jsonable(report.limits),
+        "passed": bool(report.passed), "failures": list(report.failures),
         "segments": len(chapter.segments),
         "attempts": sum(len(outcomes[s.id].attempts) for s in chapter.segments),
         "qc_failed": sum(not outcomes[s.id].chosen.qc["passed"] for s in chapter.segments),
@@ -440,41 +443,35 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
                            started_at: str) -> Path:
     from .audio import manifest
 
-    out = job.out_dir
-    files = []
-    for c in chapters:
-        for fmt, f in c["files"].items():
-            files.append({"path": str(Path(f).relative_to(out)), "format": fmt,
-                          "sha256": file_sha256(f), "bytes": Path(f).stat().st_size})
-    if book:
-        files.append({"path": str(Path(book["path"]).relative_to(out)), "format": "m4b",
-                      "sha256": file_sha256(book["path"]), "bytes": Path(book["path"]).stat().st_size})
     p = job.project
+    marks = {m["title"]: m for m in (book or {}).get("chapters", [])}
+    chapter_entries = []
+    for c in chapters:
+        entry = {k: c[k] for k in ("id", "title", "manifest", "files", "duration_s", "measurements",
+                                   "limits", "passed", "failures")}
+        if c["title"] in marks:
+            entry |= {"start_ms": marks[c["title"]]["start_ms"], "end_ms": marks[c["title"]]["end_ms"]}
+        chapter_entries.append(entry)
     data = {
-        "schema_version": 1, "title": p.title, "author": p.author, "narrator": p.narrator,
-        "profile": p.delivery.profile, "strict": p.delivery.strict,
-        "chapters": [{k: c[k] for k in ("id", "title", "duration_s", "measurements", "limits",
-                                        "passed", "failures")}
-                     | {"manifest": str(Path(c["manifest"]).relative_to(out)),
-                        "files": [f for f in files if Path(f["path"]).stem == c["id"]]} for c in chapters],
-        "book": book and {**book, "path": str(Path(book["path"]).relative_to(out))},
-        "files": files,
+        "schema_version": manifest.SCHEMA_VERSION, "title": p.title, "author": p.author,
+        "narrator": p.narrator, "profile": p.delivery.profile, "strict": p.delivery.strict,
+        "chapters": chapter_entries,
+        "book_files": [manifest.file_entry(book["path"], relative_to=job.out_dir)] if book else [],
         "model": {"engine": job.engine.name, "id": job.engine.model_id, "checksum": job.engine.checksum},
         "software": {"name": "dia-studio", "version": __version__},
-        "host": socket.gethostname(),
-        "started_at": started_at, "finished_at": _now(),
+        "started_at": started_at, "finished_at": manifest.utc_now(),
         "inputs_hash": inputs_hash(p, job.options),
         "passed": all(c["passed"] for c in chapters),
         "complete": True,
     }
     faults.hit("project-manifest")
-    path = out / "manifest.json"
+    path = job.out_dir / "manifest.json"
     manifest.write_project_manifest(data, path)  # last: its presence marks a complete delivery
     return path
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def now() -> str:

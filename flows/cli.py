@@ -81,7 +81,7 @@ def _render(args) -> int:
                                    batch_size=args.batch_size)
     job = render.open_job(args.project, options)  # validates everything; writes nothing
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
-    os.environ.setdefault("PREFECT_HOME", str(job.project.work_dir / "prefect"))
+    _prefect_home(job.project.work_dir / "prefect")
 
     from flows import produce as produce_module
 
@@ -104,12 +104,20 @@ def _catalog(args) -> int:
     catalog = Path(args.catalog)
     if not catalog.is_dir():
         raise InputError("catalog folder not found", file=catalog)
-    os.environ.setdefault("PREFECT_HOME", str(catalog / ".dia-studio" / "prefect"))
+    _prefect_home(catalog / ".dia-studio" / "prefect")
     from flows.catalog import narrate_catalog
 
     state = narrate_catalog(catalog=str(catalog), draft=args.draft, out=args.out, store=args.store,
                             model=args.model, deployment=args.deployment, return_state=True)
     return _report(state, Path(args.out) if args.out else catalog)
+
+
+def _prefect_home(default: Path) -> None:
+    """No server configured: the embedded API keeps its database inside the project's work dir."""
+    if "PREFECT_HOME" not in os.environ:
+        default.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(default.resolve())
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _report(state, out_dir: Path) -> int:

@@ -87,7 +87,7 @@ def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: st
     result = render.finish_chapter(job, chapter_id, render.load_outcomes(outcomes_path))
     create_table_artifact(
         key=_artifact_key(job, chapter_id),
-        table=_segment_rows(result),
+        table=_segment_rows(job.out_dir / result["manifest"]),
         description=f'{chapter_id} "{result["title"]}": {result["segments"]} segments, '
                     f'{result["attempts"]} takes, {result["duration_s"]:.1f} s, '
                     f'profile {"passed" if result["passed"] else "FAILED"}')
@@ -139,9 +139,9 @@ def _artifact_key(job: render.Job, what: str) -> str:
     return f"{name}-{what}".strip("-")[:100]
 
 
-def _segment_rows(result: dict) -> list[dict]:
+def _segment_rows(chapter_manifest) -> list[dict]:
     import json
-    data = json.loads(open(result["manifest"]).read())
+    data = json.loads(open(chapter_manifest).read())
     return [{"segment": s["id"], "speakers": ", ".join(dict.fromkeys(s["speakers"])),
              "attempts": len(s["attempts"]), "qc": "pass" if s["qc"]["passed"] else "FAIL: " + "; ".join(s["qc"]["failures"]),
              "start": s["start_ms"] / 1000, "seconds": (s["end_ms"] - s["start_ms"]) / 1000,
