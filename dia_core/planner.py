@@ -46,7 +46,7 @@ TAG = {"S1": "[S1] ", "S2": "[S2] "}
 _ABBREV = frozenset("mr mrs ms dr st prof sr jr vs etc mt fig no vol ch jan feb mar apr jun jul aug sep sept "
                     "oct nov dec gen col lt sgt capt rev hon".split())
 _SENT_END_RE = re.compile(r"[.!?…]+[\"”’')\]]*\s+")
-_CLAUSE_RE = re.compile(r"(?<=[,;:—–])\s+|\s+(?=[—–]\s)")
+_CLAUSE_RE = re.compile(r"(?<=[,;:])\s+|\s+(?=[—–]\s)")
 _TERMINAL = ".!?…"
 
 

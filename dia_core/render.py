@@ -184,6 +184,7 @@ def prepare_voices(job: Job) -> dict[str, VoicePrompt]:
                               "sampling": _gen_params(voice.sampling), **_engine_key(job.engine)})
         take = job.store.get(key)
         if take is None:
+            faults.hit("calibrate")
             [generated] = job.engine.generate([request], {})
             take = job.store.put(key, generated.audio, {"kind": "calibration", "voice": name,
                                                         "seed": voice.seed, "hit_limit": generated.hit_limit})
@@ -419,6 +420,7 @@ def export_book(job: Job, chapters: list[dict]) -> dict | None:
     if "m4b" not in settings.formats or not chapters:
         return None
     p = job.project
+    faults.hit("book")
     path, marks = export.export_m4b(
         [Path(c["master"]) for c in chapters], [c["title"] for c in chapters],
         job.out_dir / f"{job.project.root.name}.m4b",
