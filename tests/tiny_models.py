@@ -5,6 +5,7 @@ them tests the conversion rather than round-tripping it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -132,3 +133,15 @@ def write_tiny_dac(path) -> Path:
                         n_codebooks=9, codebook_size=1024, codebook_dim=8, sample_rate=44100)
     model.save(str(path), package=False)
     return path
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the thread pool's
+    spinning makes them several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
