@@ -208,8 +208,9 @@ def sample_tokens(logits: Tensor, cfg_scale: Tensor, temperature: Tensor, top_p:
 def eos_countdown(pred: Tensor, step: Tensor, countdown: Tensor, finished: Tensor, eos_hit: Tensor,
                   max_tokens: Tensor, delays: Tensor, eos_id: int, pad_id: int):
     """Per-item stop logic. When channel 0 emits EOS, or at step max_tokens - max_delay, a countdown
-    starts; k steps later channels with delay k get EOS and channels with smaller delay get PAD.
-    countdown: -1 not started, >0 running, 0 finished. Returns updated (pred, countdown, finished, eos_hit)."""
+    starts; k steps later channels with delay k get EOS and channels with smaller delay get PAD. As in
+    the reference the item is done after k = max_delay - 1: the frames before the EOS frame need no
+    later row. countdown: -1 not started, >0 running, 0 done. Returns (pred, countdown, finished, eos_hit)."""
     max_delay = int(delays.max())
     done_before = countdown == 0
     not_started = countdown < 0
@@ -243,7 +244,7 @@ def run_generation(model, requests: list[Request]):
 
     # Delayed row buffer with the known prefix (BOS + prompt); `known` marks entries that are forced.
     M = max(r.max_tokens for r in requests)
-    buf = torch.full((B, M + 1, C), cfg.pad_id, dtype=torch.long, device=dev)
+    buf = torch.full((B, M, C), cfg.pad_id, dtype=torch.long, device=dev)
     for i, r in enumerate(requests):
         frames = torch.full((1, C), cfg.bos_id, dtype=torch.long)
         if r.prompt is not None:
@@ -272,15 +273,15 @@ def run_generation(model, requests: list[Request]):
     P = 1 + min(r.prompt_frames for r in requests)
     logits = model.decoder(buf[:, :P].repeat(2, 1, 1), torch.arange(P, device=dev), cross_kv, text_mask,
                            caches)[:, -1]
-    for t in range(P, M + 1):
+    for t in range(P, M):  # every item is done by row max_tokens - 1
         step = torch.tensor([t], device=dev)
         pred = sample_tokens(logits, cfg_scale, temperature, top_p, top_k, max_top_k, allowed, cfg.eos_id,
-                             seed_lo, seed_hi, step)
+                             seed_lo, seed_hi, step=step)
         pred = torch.where(known[:, t], buf[:, t], pred)
         pred, countdown, finished, eos_hit = eos_countdown(pred, step, countdown, finished, eos_hit, max_tokens,
                                                            delays, cfg.eos_id, cfg.pad_id)
         buf[:, t] = pred
-        if t == M or ((t - P) % CHECK_DONE_EVERY == CHECK_DONE_EVERY - 1 and bool((countdown == 0).all())):
+        if t == M - 1 or ((t - P) % CHECK_DONE_EVERY == CHECK_DONE_EVERY - 1 and bool((countdown == 0).all())):
             break
         logits = model.decoder(pred[:, None].repeat(2, 1, 1), step, cross_kv, text_mask, caches)[:, -1]
 
