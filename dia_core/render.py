@@ -149,6 +149,16 @@ def acquire_project_lock(job: Job, wait_s: float = 0) -> FileLock:
     return lock
 
 
+def clean_temps(job: Job) -> None:
+    """Remove `.tmp-*` files a killed run left in the outputs and the store (under our lock)."""
+    from .audio.export import clean_temps as clean
+
+    clean(job.out_dir)
+    # The store may be shared with other hosts that are writing right now: only stale temps.
+    for folder in (job.store.root, job.project.work_dir):
+        clean(folder, min_age_s=3600)
+
+
 def gpu_lock(device: str) -> FileLock:
     """One GPU job at a time per device on this host (the process-level fallback to Prefect's limit)."""
     lock_dir = Path(os.environ.get("DIA_STUDIO_LOCK_DIR", "/tmp"))
@@ -300,6 +310,7 @@ def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attemp
                 "hit_limit": bool(take.hit_limit), "run": _RUN_ID,
                 "created_at": _now()})
         i += len(chunk)
+        faults.hit("batch")  # after a batch is safely stored
 
 
 def save_outcomes(job: Job, outcomes: dict[str, Outcome]) -> Path:
@@ -332,7 +343,8 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
         pieces.append(stitch.StitchPiece(tempo.change_tempo(audio.load_audio(), speed), s.boundary, s.id))
     faults.hit("stitch")
     stitched = stitch.stitch_chapter(pieces, settings, seed=job.project.seed)
-    audio, loud = loudness.finish(stitched.audio, settings)
+    # With spans, only speech is gained: the room tone stays under the noise floor.
+    audio, loud = loudness.finish(stitched.audio, settings, spans=stitched.spans)
     faults.hit("export")
     job.out_dir.mkdir(parents=True, exist_ok=True)
     files = export.export_chapter(audio, job.out_dir / chapter.id, settings)

@@ -121,6 +121,7 @@ def produce(project: str, draft: bool = False, out: str | None = None, chapters:
     job = _job(project, options)
     lock = render.acquire_project_lock(job)
     try:
+        render.clean_temps(job)  # temp files a killed run left behind; never published files
         planned = plan_task(project, options)
         outcomes = generate_task(project, options)
         finished = [chapter_task.with_options(task_run_name=f'{c["id"]} "{c["title"]}"')(

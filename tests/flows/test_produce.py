@@ -105,7 +105,7 @@ def test_resume_after_kill_generates_only_what_is_missing(rendered, tmp_path, su
     shutil.copytree(rendered["project"].parent, project_dir, ignore=shutil.ignore_patterns(".dia-studio"))
     project = project_dir / "project.yaml"
     out, store = tmp_path / "out", tmp_path / "store"
-    killed = _render(project, out, store, subprocess_env, "--batch-size", "3", fault="kill@generate:3")
+    killed = _render(project, out, store, subprocess_env, "--batch-size", "3", fault="kill@batch:2")
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (out / "short-audiobook" / "manifest.json").exists()
     before = [r for r in _store_records(store) if r["kind"] == "segment"]
