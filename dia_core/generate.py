@@ -96,8 +96,8 @@ def build_requests(model, texts, seeds, audio_prompts=None, *, max_new_tokens=30
         codes, full_text = None, text
         if prompt is not None:
             if not isinstance(prompt, AudioPrompt):
-                raise InputError(f"got a bare {type(prompt).__name__}; a voice prompt needs the transcript of its "
-                                 "audio: pass AudioPrompt(audio, transcript)", field=f"{item}: audio_prompts")
+                raise InputError(f"got a bare {type(prompt).__name__}, but a transcript is required with a voice "
+                                 "prompt: pass AudioPrompt(audio, transcript)", field=f"{item}: audio_prompts")
             if not isinstance(prompt.transcript, str) or not prompt.transcript.strip():
                 raise InputError("the voice prompt's transcript is required (what is said in the reference "
                                  "audio, with [S1]/[S2] tags)", field=f"{item}: transcript")

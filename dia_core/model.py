@@ -299,10 +299,6 @@ class DiaModel(nn.Module):
             self._checksum = h.hexdigest()
         return self._checksum
 
-    def encode_text_batch(self, text_tokens: Tensor, text_mask: Tensor | None = None) -> Tensor:
-        mask = text_tokens != 0 if text_mask is None else text_mask
-        return self.encoder(text_tokens, mask)
-
     def forward(self, text_tokens: Tensor, audio_tokens: Tensor) -> Tensor:
         """Teacher-forced logits: text [B, S] (0-padded), delayed audio [B, T, 9] with BOS at row 0
         -> fp32 logits [B, T, 9, 1028] (row t predicts row t + 1)."""

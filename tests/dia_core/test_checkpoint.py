@@ -34,6 +34,15 @@ def test_all_layouts_load_to_the_same_model(tmp_path):
     assert not torch.allclose(logits["v0.1"], logits["reference"], atol=1e-3)
 
 
+def test_reference_layout_as_pytorch_model_bin(tmp_path):
+    d = write_tiny_dia_checkpoint(tmp_path, "reference", seed=3)
+    expected = DiaModel.from_pretrained(d)(*_inputs())
+    torch.save(load_file(d / "model.safetensors"), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    assert load_checkpoint(d).layout == "reference"
+    assert torch.equal(DiaModel.from_pretrained(d)(*_inputs()), expected)
+
+
 def test_config_parsers_invert_writers():
     c = DiaConfig.tiny()
     assert DiaConfig.from_dict(c.to_hf_dict("transformers")) == c

@@ -243,7 +243,6 @@ def test_bad_prompt_codes_and_audio(model, tmp_path):
         model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(5, 8, dtype=torch.long), "[S1] x")])
     with pytest.raises(InputError, match="voice prompt is 250 frames"):
         model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(250, 9, dtype=torch.long), "[S1] x")])
-    model.codec = object()  # never reached: a missing file fails before encoding
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"this is not a wav file")
     try:
