@@ -159,7 +159,8 @@ class DiaCodec:
         T = codes.shape[0]
         if T == 0:
             return np.zeros(0, dtype=np.float32)
-        codes = codes.clamp(0, 1023).T[None].to(self.device)  # [1, 9, T]
+        codes = torch.where((codes >= 0) & (codes < 1024), codes, torch.zeros_like(codes))  # EOS/PAD/BOS -> 0
+        codes = codes.T[None].to(self.device)  # [1, 9, T]
         pieces = []
         for start in range(0, T, chunk_frames):
             end = min(start + chunk_frames, T)

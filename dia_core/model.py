@@ -329,9 +329,7 @@ class DiaModel(nn.Module):
 
     def decode(self, codes: Tensor) -> np.ndarray:
         """Codes [T, 9] -> float32 mono waveform at 44100 Hz."""
-        codes = torch.as_tensor(codes).long()
-        codes = torch.where((codes >= 0) & (codes < 1024), codes, torch.zeros_like(codes))
-        return self.require_codec().decode(codes)
+        return self.require_codec().decode(codes)  # codes outside 0..1023 (EOS/PAD/BOS) decode as 0
 
     def require_codec(self):
         if self.codec is None:
