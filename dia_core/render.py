@@ -179,7 +179,7 @@ def _engine_key(engine: Engine) -> dict:
     return {"engine": engine.name, "engine_version": engine.version, "model": engine.checksum}
 
 
-def prepare_voices(job: Job) -> dict[str, VoicePrompt]:
+def prepare_voices(job: Job, log: Callable[[str], None] = lambda _m: None) -> dict[str, VoicePrompt]:
     """Each voice's prompt. Seed-only voices are calibrated once: a short line generated with the
     voice's seed is stored in the project and then used as its reference for the whole book."""
     prompts = {}
@@ -187,22 +187,50 @@ def prepare_voices(job: Job) -> dict[str, VoicePrompt]:
         if voice.reference is not None:
             sha = canonical_hash({"audio": file_sha256(voice.reference), "transcript": voice.transcript})
             prompts[name] = VoicePrompt(name, voice.reference, voice.transcript, sha)
-            continue
+        else:
+            prompts[name] = _calibrate(job, name, voice, log)
+    return prompts
+
+
+def _calibrate(job: Job, name: str, voice, log) -> VoicePrompt:
+    """Generate the calibration line; it must fit the prompt frames the planner reserved for it,
+    so a take that runs long is regenerated with a derived seed, and the last resort is trimmed."""
+    from .audio.stitch import trim_bounds
+    from .project import prompt_frames_for
+
+    cap = prompt_frames_for(voice) * 512  # samples (hop 512)
+    trim = job.project.delivery.trim
+    takes = []
+    for attempt in range(1, job.project.qc.max_attempts + 1):
+        seed = attempt_seed(voice.seed, f"calibration:{name}", attempt)
         request = TakeRequest(text=f"[S1] {voice.calibration_text}", prompt_text="",
-                              slots={"S1": name, "S2": None}, seed=voice.seed, sampling=voice.sampling)
-        key = canonical_hash({"calibration": request.text, "seed": voice.seed,
+                              slots={"S1": name, "S2": None}, seed=seed, sampling=voice.sampling)
+        key = canonical_hash({"calibration": request.text, "seed": seed,
                               "sampling": _gen_params(voice.sampling), **_engine_key(job.engine)})
         take = job.store.get(key)
         if take is None:
             faults.hit("calibrate")
             [generated] = job.engine.generate([request], {})
-            take = job.store.put(key, generated.audio, {"kind": "calibration", "voice": name,
-                                                        "seed": voice.seed, "hit_limit": generated.hit_limit})
-        path = job.project.work_dir / "voices" / f"{name}-{key[:12]}.wav"
-        if not path.exists() or file_sha256(path) != take.record["audio_sha256"]:
-            atomic.write_bytes(path, take.audio_path.read_bytes())
-        prompts[name] = VoicePrompt(name, path, voice.calibration_text, key)
-    return prompts
+            take = job.store.put(key, generated.audio, {"kind": "calibration", "voice": name, "seed": seed,
+                                                        "attempt": attempt, "hit_limit": generated.hit_limit,
+                                                        "run": _RUN_ID})
+        audio = take.load_audio()
+        start, end = trim_bounds(audio, trim.threshold_db, trim.padding_ms)
+        takes.append((key, audio[start:end]))
+        if 0 < end - start <= cap and not take.record.get("hit_limit"):
+            break
+        log(f"voice {name}: calibration take {attempt} is {(end - start) / 44100:.1f} s, "
+            f"over the {cap / 44100:.1f} s reserved for its prompt")
+    key, audio = min(takes, key=lambda t: len(t[1]))
+    if len(audio) > cap:
+        fade = min(cap, 2205)  # 50 ms fade-out at the cut
+        audio = audio[:cap].copy()
+        audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        log(f"voice {name}: calibration trimmed to {cap / 44100:.1f} s")
+    path = job.project.work_dir / "voices" / f"{name}-{key[:12]}.wav"
+    if not path.exists():
+        _write_float_wav(audio, path)
+    return VoicePrompt(name, path, voice.calibration_text, canonical_hash({"calibration": key, "samples": len(audio)}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +289,7 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
         if missing:
             log(f"attempt {attempt}: generating {len(missing)} of {len(work)} takes "
                 f"({len(work) - len(missing)} already in the store)")
-        _generate_missing(job, missing, keys, prompts, attempt)
+        _generate_missing(job, missing, keys, prompts, attempt, log)
         pending = []
         for s, seed in work:
             take = job.store.get(keys[s.id])
@@ -288,7 +316,8 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
 _RUN_ID = hashlib.sha256(f"{os.getpid()}:{dt.datetime.now().isoformat()}".encode()).hexdigest()[:16]
 
 
-def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attempt: int) -> None:
+def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attempt: int,
+                      log: Callable[[str], None]) -> None:
     """Generate in length-sorted batches (similar lengths pad less); halve the batch on OOM."""
     engine = job.engine
     batch = job.options.batch_size or engine.default_batch_size
@@ -303,6 +332,7 @@ def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attemp
             if batch == 1:
                 raise
             batch = max(1, batch // 2)
+            log(f"out of memory: batch halved to {batch}, retrying")
             continue
         for (s, seed), take in zip(chunk, takes):
             job.store.put(keys[s.id], take.audio, {

@@ -42,12 +42,6 @@ def plan_task(project: str, options: dict) -> list[dict]:
     return [{"id": c.id, "title": c.title, "segments": len(c.segments)} for c in job.plan.chapters]
 
 
-@task(name="prepare-voices", cache_policy=NO_CACHE)
-def prepare_voices_task(project: str, options: dict) -> list[str]:
-    job = _job(project, options)
-    return sorted(render.prepare_voices(job))
-
-
 @contextlib.contextmanager
 def gpu_slot(device: str):
     """One GPU job at a time per device: a Prefect global concurrency limit when a server is
@@ -72,7 +66,7 @@ def generate_task(project: str, options: dict) -> str:
         for listener in PROGRESS_LISTENERS:
             listener(done, total)
 
-    prompts = render.prepare_voices(job)
+    prompts = render.prepare_voices(job, log=logger.info)
     device = "draft" if job.options.draft else (job.options.device or "cuda")
     with gpu_slot(device):
         outcomes = render.generate_takes(job, prompts, on_progress, log=logger.info)
