@@ -69,5 +69,6 @@ def check_seed(value, *, file=None, line=None, field="seed") -> None:
 
 
 def decoder_budget(max_new_tokens: int, prompt_frames: int) -> int:
-    """New frames that fit: max_new_tokens capped by the decoder's positions after BOS and prompt."""
-    return min(max_new_tokens, MAX_DECODER_POSITIONS) - 1 - prompt_frames
+    """New audio frames that fit: BOS + prompt + new frames + the 15-step delay tail must stay
+    within max_new_tokens, itself capped by the decoder's 3072 positions."""
+    return min(max_new_tokens, MAX_DECODER_POSITIONS) - 1 - prompt_frames - MAX_DELAY
