@@ -35,6 +35,7 @@ DEFAULT_CALIBRATION_TEXT = "This is my voice for the whole book, steady and clea
 CALIBRATION_MARGIN = 1.25
 REFERENCE_MAX_SECONDS = 60.0
 REFERENCE_GOOD_RANGE = (3.0, 15.0)   # warn outside; 5-10 s is best
+MAX_TRANSCRIPT_CPS = 40              # a transcript faster than this cannot be the reference's (cut audio)
 SPEAKER_TAG_RE = re.compile(r"\[S[12]\]")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -333,7 +334,10 @@ class _V:
     def path(self, y: Y, path: str, *, must_exist: bool = True, file: bool = True) -> Path:
         s = self.string(y, path, max_len=4096)
         p = Path(s).expanduser()
-        full = (p if p.is_absolute() else self.root / p).resolve()
+        try:
+            full = (p if p.is_absolute() else self.root / p).resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError on Python < 3.13)
+            raise self.error(f"cannot resolve path {s!r}: symlink loop or unreadable link ({e})", y, path) from None
         if not full.is_relative_to(self.root):
             raise self.error(f"path {s!r} escapes the project directory", y, path)
         if must_exist:
@@ -549,6 +553,7 @@ def _reference_seconds(v: _V, path: Path, y: Y, fpath: str) -> float:
         raise v.error(f"cannot read audio file ({str(e).strip() or type(e).__name__})", y, fpath) from None
     if not info.samplerate or info.frames <= 0:
         raise v.error("audio file is empty", y, fpath)
+    _check_wav_complete(v, path, y, fpath)
     seconds = info.frames / info.samplerate
     if seconds > REFERENCE_MAX_SECONDS:
         raise v.error(f"reference is {seconds:.1f} s long (limit {REFERENCE_MAX_SECONDS:g} s; 5-10 s is best)", y, fpath)
@@ -556,6 +561,31 @@ def _reference_seconds(v: _V, path: Path, y: Y, fpath: str) -> float:
     if not lo <= seconds <= hi:
         v.warn(f"reference is {seconds:.1f} s long; 5-10 s works best", y, fpath)
     return seconds
+
+
+def _check_wav_complete(v: _V, path: Path, y: Y, fpath: str) -> None:
+    """A RIFF/WAVE file whose data chunk is shorter than its header says was cut off (readers
+    silently play the part that is there, so the prompt would not match its transcript)."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            size = path.stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    have = size - pos - 8
+                    if n not in (0, 0xFFFFFFFF) and n > have:
+                        raise v.error(f"truncated WAV: the header declares {n} bytes of audio, the file has "
+                                      f"{have}", y, fpath)
+                    return
+                pos += 8 + n + (n & 1)
+    except OSError as e:
+        raise v.error(f"cannot read audio file ({e.strerror or e})", y, fpath) from None
 
 
 def _prompt_text(v: _V, y: Y, path: str, max_len: int) -> str:
@@ -600,6 +630,10 @@ def _voice(v: _V, name: str, y: Y, key_line: int, proj_seed_y: Y | None, project
         raise v.error("calibration_text is only for seed-only voices (this voice has a reference)",
                       m["calibration_text"], path + ".calibration_text")
     ref_seconds = _reference_seconds(v, ref, m["reference"], path + ".reference") if ref is not None else None
+    if ref_seconds is not None and len(transcript) > MAX_TRANSCRIPT_CPS * max(ref_seconds, 0.5):
+        raise v.error(f"reference is {ref_seconds:.1f} s long but its transcript has {len(transcript)} characters "
+                      f"(more than {MAX_TRANSCRIPT_CPS} per second): truncated audio or the wrong transcript?",
+                      m["reference"], path + ".reference")
     voice = Voice(name=name, reference=ref, transcript=transcript, seed=seed, sampling=sampling,
                   chars_per_second=cps, draft_voice=draft, calibration_text=calib,
                   reference_seconds=ref_seconds)
@@ -742,6 +776,10 @@ def load_project(path: str | Path) -> Project:
         s = v.string(m["model"], "model", max_len=4096)
         local = (root / Path(s).expanduser()).resolve()
         if local.exists():
+            # a manifest reads files inside its project only: shared weights come from --model
+            if not local.is_relative_to(root):
+                raise v.error(f"path {s!r} escapes the project directory (give shared weights with --model)",
+                              m["model"], "model")
             model = str(local)
         elif HF_REPO_RE.match(s) and not s.startswith((".", "/", "~")):
             model = s
