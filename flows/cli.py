@@ -76,6 +76,9 @@ def _chapters(value) -> tuple[int, ...] | None:
 def _render(args) -> int:
     from dia_core import render
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
+
     options = render.RenderOptions(out_dir=args.out, draft=args.draft, model=args.model, codec=args.codec,
                                    store=args.store, chapters=_chapters(args.chapters), device=args.device,
                                    batch_size=args.batch_size)
