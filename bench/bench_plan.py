@@ -1,6 +1,9 @@
 """Benchmark: plan a synthetic N-word manuscript (default 100k words) and print words/s.
 
-    .venv/bin/python bench/bench_plan.py [--words 100000] [--repeat 3]
+    .venv/bin/python bench/bench_plan.py [--words 100000] [--repeat 3] [--worst]
+
+--worst: the same number of words as ONE paragraph without any punctuation (12 words a line), so
+every segment is cut at words inside one enormous "sentence" (the slowest path of the planner).
 
 The manuscript mixes narration paragraphs (2-8 sentences), dialogue runs between three
 characters and scene breaks, over 40 chapters; voices are seed-only so no audio is needed.
@@ -77,12 +80,20 @@ def manuscript(total_words: int, seed: int = 0) -> tuple[str, int]:
     return "\n".join(out), count
 
 
+def worst_manuscript(total_words: int, seed: int = 0) -> tuple[str, int]:
+    rng = random.Random(seed)
+    words = [rng.choice(WORDS) for _ in range(total_words)]
+    lines = [" ".join(words[i:i + 12]) for i in range(0, len(words), 12)]
+    return "# One\n\n" + "\n".join(lines) + "\n", total_words
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--words", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--worst", action="store_true", help="one paragraph, no punctuation")
     args = ap.parse_args()
-    text, words = manuscript(args.words)
+    text, words = (worst_manuscript if args.worst else manuscript)(args.words)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         (root / "project.yaml").write_text(MANIFEST)

@@ -346,45 +346,64 @@ class _ChapterPlanner:
         x = (d - self.target) / (hi - lo)
         return 2.0 * x * x
 
+    def _caps(self, v1: _VoiceInfo, v2: _VoiceInfo | None) -> tuple[int, float]:
+        """(max text bytes, max seconds) for a segment with these slot voices."""
+        prompt_bytes = 5 + v1.transcript_bytes + (6 + v2.transcript_bytes if v2 else 0)
+        byte_cap = MAX_TEXT_BYTES - prompt_bytes - len(PROMPT_SEPARATOR)
+        frames_left = v1.max_tokens - 1 - MAX_DELAY - v1.prompt_frames - (v2.prompt_frames if v2 else 0)
+        # ceil(round(s, 3) * FRAME_RATE) <= frames_left holds whenever s <= frames_left / FRAME_RATE - 0.0005
+        sec_cap = min(self.seg.max_seconds, frames_left / FRAME_RATE - 0.0005)
+        return byte_cap, sec_cap
+
     def segment_section(self, ps: list[_Piece]) -> list[tuple[int, int]]:
+        """Dynamic program over cut points: minimal total cost, every segment within the budgets."""
         n = len(ps)
         inf = float("inf")
         best = [inf] * (n + 1)
         back = [0] * (n + 1)
         best[0] = 0.0
-        hi = self.seg.max_seconds
         voices = self.voices
+        pv = [p.voice for p in ps]
+        pb = [p.nbytes for p in ps]
+        psec = [p.seconds for p in ps]
+        dur_cost = self.dur_cost
+        caps: dict[tuple, tuple[int, float]] = {}
         for i in range(n):
             if best[i] == inf:
                 continue
             base = best[i] + SEGMENT_COST + (BREAK_COST[ps[i].brk] if i else 0.0)
-            v1 = voices[ps[i].voice]
+            v1 = pv[i]
             v2 = None
-            prev_voice = ps[i].voice
-            nbytes = 5 + ps[i].nbytes
-            secs = ps[i].seconds
-            for j in range(i + 1, n + 1):
-                if j > i + 1:
-                    p = ps[j - 1]
-                    if p.voice != v1.name and (v2 is None or p.voice != v2.name):
-                        if v2 is not None:
-                            break
-                        v2 = voices[p.voice]
-                    nbytes += (1 if p.voice == prev_voice else 6) + p.nbytes
-                    prev_voice = p.voice
-                    secs += p.seconds
-                    if secs > hi:
-                        break
-                    prompt_bytes = 5 + v1.transcript_bytes + (6 + v2.transcript_bytes if v2 else 0)
-                    if prompt_bytes + len(PROMPT_SEPARATOR) + nbytes > MAX_TEXT_BYTES:
-                        break
-                    pf = v1.prompt_frames + (v2.prompt_frames if v2 else 0)
-                    if 1 + pf + _frames(secs) + MAX_DELAY > v1.max_tokens:
-                        break
-                c = base + self.dur_cost(secs)
+            key = (v1, None)
+            if key not in caps:
+                caps[key] = self._caps(voices[v1], None)
+            byte_cap, sec_cap = caps[key]
+            prev_voice = v1
+            nbytes = 5 + pb[i]
+            secs = psec[i]
+            j = i + 1
+            while True:
+                c = base + dur_cost(secs)
                 if c < best[j]:
                     best[j] = c
                     back[j] = i
+                if j == n:
+                    break
+                v = pv[j]
+                if v != v1 and v != v2:
+                    if v2 is not None:
+                        break
+                    v2 = v
+                    key = (v1, v2)
+                    if key not in caps:
+                        caps[key] = self._caps(voices[v1], voices[v2])
+                    byte_cap, sec_cap = caps[key]
+                nbytes += (1 if v == prev_voice else 6) + pb[j]
+                prev_voice = v
+                secs += psec[j]
+                if secs > sec_cap or nbytes > byte_cap:
+                    break
+                j += 1
         cuts = []
         j = n
         while j > 0:

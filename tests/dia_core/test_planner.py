@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dia_core.errors import InputError
@@ -376,6 +376,11 @@ def test_property_ids_stable_under_edits_elsewhere(project, data):
         return "# Title\n\n" + "\n\n".join(ps) + "\n\n" + other
 
     old, new = plan_text(project, doc(paras)), plan_text(project, doc(edited))
+    # Identical segment texts in one chapter are told apart by an occurrence counter, so an edit
+    # that makes or unmakes a duplicate renumbers the later twin: documented, excluded here.
+    for plan in (old, new):
+        texts = [s.text for s in plan.chapters[0].segments]
+        assume(len(set(texts)) == len(texts))
     edited_line = 3 + 2 * k
 
     def rows(plan, ci=0):
