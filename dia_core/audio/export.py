@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydub import AudioSegment
 
+from .. import faults
 from ..atomic import TMP_PREFIX, atomic_path
 from ..delivery import DeliverySettings
 from ..errors import InputError
@@ -116,6 +117,7 @@ def _encode(audio, target: Path, fmt: str, settings: DeliverySettings, tags, sam
     with atomic_path(target) as tmp:
         f = seg.export(str(tmp), format=fmt, tags=tags or None, **kw)
         f.close()
+        faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
 
 
 def escape_ffmetadata(value) -> str:
