@@ -96,8 +96,8 @@ class Casting:
 
     @classmethod
     def from_project(cls, project: "Project") -> "Casting":
-        return cls(project.narration_voice, dict(project.characters), dict(project.character_names),
-                   dict(project.raw_slots), project.title)
+        return cls(project.narration_voice, {k.casefold(): v for k, v in project.characters.items()},
+                   dict(project.character_names), dict(project.raw_slots), project.title)
 
 
 def read_text_file(path: Path, label: str) -> str:

@@ -118,7 +118,7 @@ class Project:
     manuscripts: tuple[Path, ...]
     chapters: tuple[int, ...] | None
     voices: dict[str, Voice]
-    characters: dict[str, str]        # casefolded character name -> voice name
+    characters: dict[str, str]        # character name as written in the YAML -> voice name (match case-insensitively)
     narration_voice: str
     seed: int
     sampling: SamplingParams
@@ -139,7 +139,9 @@ class Project:
         return display_path(self.manifest_path)
 
     def voice_for_character(self, name: str) -> str | None:
-        return self.characters.get(name.casefold())
+        """The voice of ``name`` as written in a manuscript (case-insensitive), or None."""
+        key = self.character_names.get(name.strip().casefold())
+        return self.characters[key] if key is not None else None
 
     def relpath(self, path: Path) -> str:
         try:
@@ -737,10 +739,10 @@ def load_project(path: str | Path) -> Project:
                 raise v.error("character names are letters, digits, spaces, ' . - (up to 40, no ':')",
                               path=p, line=cy.key_lines[cname])
             key = cname.strip().casefold()
-            if key in characters:
+            if key in character_names:
                 raise v.error(f"same character as {character_names[key]!r} (names match case-insensitively)",
                               path=p, line=cy.key_lines[cname])
-            characters[key] = _voice_ref(v, item, p, voices)
+            characters[cname.strip()] = _voice_ref(v, item, p, voices)
             character_names[key] = cname.strip()
 
     first_voice = next(iter(voices))

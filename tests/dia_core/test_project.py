@@ -80,7 +80,8 @@ def test_minimal_manifest_defaults(tmp_path):
     assert pr.qc == QCSettings(3, 0.5, 2.0, 2.0)
     assert pr.delivery == DeliverySettings()
     assert pr.output_dir == root / "out" and pr.work_dir == root / ".dia-studio"
-    assert pr.characters == {"anna": "anna"} and pr.narration_voice == "narrator"
+    assert pr.characters == {"ANNA": "anna"} and pr.narration_voice == "narrator"
+    assert pr.voice_for_character("Anna") == "anna" and pr.voice_for_character("Bob") is None
     assert pr.raw_slots == {"S1": "narrator", "S2": "anna"}
     assert pr.lexicon == {}
     n = pr.voices["narrator"]
@@ -152,7 +153,7 @@ def test_full_manifest(tmp_path):
     assert n.transcript == "Hello, there."
     assert a.sampling.temperature == 0 and a.sampling.max_new_tokens == 2048
     assert a.chars_per_second == 15 and a.calibration_text == "A short line of mine."
-    assert pr.characters == {"anna": "anna", "mr. brown": "narrator"}
+    assert pr.characters == {"Anna": "anna", "Mr. Brown": "narrator"}
     assert pr.character_names == {"anna": "Anna", "mr. brown": "Mr. Brown"}
     assert pr.raw_slots == {"S1": "anna", "S2": "narrator"}
     assert pr.segmenting == SegmentingSettings(4, 18, 15, False)
@@ -169,7 +170,7 @@ def test_full_manifest(tmp_path):
 def test_example_projects_load():
     pod = load_project(PROJECTS / "podcast-episode" / "project.yaml")
     assert pod.delivery.profile == "podcast"
-    assert set(pod.voices) == {"alex", "sam"} and pod.characters == {"alex": "alex", "sam": "sam"}
+    assert set(pod.voices) == {"alex", "sam"} and pod.characters == {"ALEX": "alex", "SAM": "sam"}
     assert pod.voices["sam"].sampling.temperature == 1.2 and pod.voices["sam"].seed == 11
     assert pod.voices["alex"].seed == 7
     book = load_project(PROJECTS / "short-audiobook" / "project.yaml")
