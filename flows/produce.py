@@ -103,7 +103,14 @@ def manifest_task(project: str, options: dict, chapters: list[dict], book: dict 
     return str(path)
 
 
-@flow(name="produce", flow_run_name="produce {project}", log_prints=True)
+def _run_name() -> str:
+    from pathlib import Path
+
+    from prefect.runtime import flow_run
+    return f"produce {Path(flow_run.parameters['project']).parent.name}"
+
+
+@flow(name="produce", flow_run_name=_run_name, log_prints=True)
 def produce(project: str, draft: bool = False, out: str | None = None, chapters: list[int] | None = None,
             model: str | None = None, codec: str | None = None, store: str | None = None,
             device: str | None = None, batch_size: int | None = None) -> str:
