@@ -5,7 +5,6 @@ Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from dataclasses import asdict
 from typing import Callable
@@ -45,13 +44,32 @@ def plan_task(project: str, options: dict) -> list[dict]:
 @contextlib.contextmanager
 def gpu_slot(device: str):
     """One GPU job at a time per device: a Prefect global concurrency limit when a server is
-    configured (it spans hosts and shows in the UI), and always the host-local process lock."""
+    configured (it shows in the UI), and always the host-local process lock."""
+    from prefect.settings import PREFECT_API_URL
+
     limit = contextlib.nullcontext()
-    if os.environ.get("PREFECT_API_URL"):
+    if PREFECT_API_URL.value():
         from prefect.concurrency.sync import concurrency
-        limit = concurrency(f"dia-gpu-{socket.gethostname()}-{device}", occupy=1)
+
+        name = f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
+        _ensure_limit(name)
+        limit = concurrency(name, occupy=1, strict=True)
     with limit, render.gpu_lock(device):
         yield
+
+
+def _ensure_limit(name: str) -> None:
+    """Create the limit (1 slot) on first use; an operator may resize or deactivate it in the UI."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 @task(name="generate-takes", cache_policy=NO_CACHE)
