@@ -75,11 +75,15 @@ def export_chapter(audio: np.ndarray, out_stem: str | Path, settings: DeliverySe
     out: dict[str, Path] = {}
     for fmt in fmts:
         target = _out_path(out_stem, fmt)
-        _encode(audio, target, fmt, settings, tags, sample_rate, bits24)
-        if fmt == "mp3" and correct_lossy_gain:
-            delta = _lossy_gain_correction(target, settings)
-            if delta:
-                _encode(audio * np.float32(undb(delta)), target, fmt, settings, tags, sample_rate, bits24)
+        # One temp file per format, renamed into place only once final: the trial MP3 measured for
+        # the gain correction never carries the final name (a crash there publishes nothing).
+        with atomic_path(target) as tmp:
+            _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24)
+            if fmt == "mp3" and correct_lossy_gain:
+                delta = _lossy_gain_correction(tmp, settings)
+                if delta:
+                    _encode(audio * np.float32(undb(delta)), tmp, fmt, settings, tags, sample_rate, bits24)
+            faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
         out[fmt] = target
     return out
 
@@ -101,8 +105,9 @@ def _lossy_gain_correction(path: Path, settings: DeliverySettings) -> float:
     return float(delta)
 
 
-def _encode(audio, target: Path, fmt: str, settings: DeliverySettings, tags, sample_rate: int,
+def _encode(audio, path: Path, fmt: str, settings: DeliverySettings, tags, sample_rate: int,
             bits24: bool) -> None:
+    """Encode to ``path`` (a temp file of the caller's atomic_path; overwritten)."""
     data, width = to_pcm(audio, settings.pcm_bits)
     seg = AudioSegment(data=data, sample_width=width, frame_rate=sample_rate, channels=1)
     common = ["-ar", str(sample_rate), "-ac", "1"]
@@ -114,10 +119,8 @@ def _encode(audio, target: Path, fmt: str, settings: DeliverySettings, tags, sam
     else:  # mp3: libmp3lame CBR
         kw = dict(codec="libmp3lame", bitrate=f"{settings.mp3_bitrate_kbps}k",
                   parameters=common + ["-write_xing", "1"])
-    with atomic_path(target) as tmp:
-        f = seg.export(str(tmp), format=fmt, tags=tags or None, **kw)
-        f.close()
-        faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
+    f = seg.export(str(path), format=fmt, tags=tags or None, **kw)
+    f.close()
 
 
 def escape_ffmetadata(value) -> str:
