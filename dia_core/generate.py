@@ -14,10 +14,17 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .params import FRAME_RATE, check_param, check_seed
+from .params import FRAME_RATE, RANGES, check_param, check_seed
 from .tokenizer import encode_batch, encode_text
 
 CHECK_DONE_EVERY = 16  # host sync for "all items finished" only every N steps
+# Fast path buckets (static shapes): batch -> power of two (padded with copies of item 0, results
+# dropped), text -> multiple of TEXT_BLOCK bytes, attended self-attention cache -> multiple of
+# KV_BLOCK positions (the cache itself always holds the decoder's full positions), top-k candidate
+# set -> the largest allowed cfg_filter_top_k (per-item k is a mask inside it).
+TEXT_BLOCK = 128
+KV_BLOCK = 512
+MAX_TOP_K = int(RANGES["cfg_filter_top_k"][1])
 
 
 @dataclass
@@ -206,12 +213,13 @@ def sample_tokens(logits: Tensor, cfg_scale: Tensor, temperature: Tensor, top_p:
 
 
 def eos_countdown(pred: Tensor, step: Tensor, countdown: Tensor, finished: Tensor, eos_hit: Tensor,
-                  max_tokens: Tensor, delays: Tensor, eos_id: int, pad_id: int):
+                  max_tokens: Tensor, delays: Tensor, eos_id: int, pad_id: int, max_delay: int | None = None):
     """Per-item stop logic. When channel 0 emits EOS, or at step max_tokens - max_delay, a countdown
     starts; k steps later channels with delay k get EOS and channels with smaller delay get PAD. As in
     the reference the item is done after k = max_delay - 1: the frames before the EOS frame need no
     later row. countdown: -1 not started, >0 running, 0 done. Returns (pred, countdown, finished, eos_hit)."""
-    max_delay = int(delays.max())
+    if max_delay is None:  # pass it to avoid a host sync (and a graph break) per step
+        max_delay = int(delays.max())
     done_before = countdown == 0
     not_started = countdown < 0
     eos_now = not_started & (pred[:, 0] == eos_id)
@@ -227,69 +235,235 @@ def eos_countdown(pred: Tensor, step: Tensor, countdown: Tensor, finished: Tenso
     return pred, countdown, finished, eos_hit
 
 
+# ---- the decode step --------------------------------------------------------------------------------
+# Everything one step reads or writes lives in a DecodeState of device tensors; the step mutates them
+# in place and returns nothing, so its shapes and addresses are fixed and a captured CUDA graph of it
+# can be replayed step after step. The host only chooses the graph (by attended cache length) and
+# reads "all done?" every CHECK_DONE_EVERY steps.
+
+@dataclass(eq=False)
+class DecodeState:
+    buf: Tensor  # [B, M, C] delayed rows (known prefix written up front)
+    known: Tensor  # [B, M, C] bool: forced entries
+    step: Tensor  # [1] the row the next step produces
+    countdown: Tensor  # [B]
+    finished: Tensor  # [B]
+    eos_hit: Tensor  # [B] bool
+    cfg_scale: Tensor
+    temperature: Tensor
+    top_p: Tensor
+    top_k: Tensor
+    max_tokens: Tensor
+    seed_lo: Tensor
+    seed_hi: Tensor
+    allowed: Tensor  # [C, V] bool
+    delays: Tensor  # [C]
+    text_mask: Tensor  # [2B, S] bool (cond rows, then uncond rows)
+    cross_kv: list  # per layer (k, v) [2B, H, S, D]
+    caches: list  # per layer KVCache [2B, KVH, M, D]
+    max_top_k: int
+    max_delay: int
+
+    def mutable(self) -> list[Tensor]:
+        return [self.buf, self.step, self.countdown, self.finished, self.eos_hit]
+
+
+def advance(model, s: DecodeState, logits: Tensor) -> None:
+    """Sample row s.step from logits [2B, C, V], apply forcing and the EOS countdown, write it, step += 1."""
+    cfg = model.config
+    t = s.step
+    pred = sample_tokens(logits, s.cfg_scale, s.temperature, s.top_p, s.top_k, s.max_top_k, s.allowed, cfg.eos_id,
+                         s.seed_lo, s.seed_hi, step=t)
+    pred = torch.where(s.known.index_select(1, t)[:, 0], s.buf.index_select(1, t)[:, 0], pred)
+    pred, countdown, finished, eos_hit = eos_countdown(pred, t, s.countdown, s.finished, s.eos_hit, s.max_tokens,
+                                                       s.delays, cfg.eos_id, cfg.pad_id, max_delay=s.max_delay)
+    s.buf.index_copy_(1, t, pred[:, None])
+    s.countdown.copy_(countdown)
+    s.finished.copy_(finished)
+    s.eos_hit.copy_(eos_hit)
+    s.step.add_(1)
+
+
+def decode_step(model, s: DecodeState, kv_len: int) -> None:
+    """Feed row step - 1 (cond and uncond rows) at position step - 1, then advance. Static shapes."""
+    position = s.step - 1
+    prev = s.buf.index_select(1, position)[:, 0]  # [B, C]
+    logits = model.decoder.step(prev.repeat(2, 1), position, s.cross_kv, s.text_mask, s.caches, kv_len)
+    advance(model, s, logits)
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def step_function(compile):
+    """The decode step for a ``compile`` setting (see DiaModel.generate)."""
+    if compile in (False, "static"):
+        return decode_step
+    backend = "inductor" if compile is True else compile
+    if backend not in ("inductor", "aot_eager", "eager"):
+        raise InputError(f"must be False, True, 'static', 'inductor', 'aot_eager' or 'eager', got {compile!r}",
+                         field="compile")
+    if backend not in _COMPILED:
+        import torch._dynamo.config as dcfg
+        # One graph per (batch bucket, text bucket, cache bucket): more than dynamo's default 8.
+        name = "recompile_limit" if hasattr(dcfg, "recompile_limit") else "cache_size_limit"
+        setattr(dcfg, name, max(getattr(dcfg, name), 256))
+        # No mode="reduce-overhead": its CUDA graph trees skip graphs that mutate non-static inputs;
+        # the compiled step is captured by hand instead (StaticDecode.run), as vLLM does.
+        _COMPILED[backend] = torch.compile(decode_step, backend=backend, fullgraph=True, dynamic=False)
+    return _COMPILED[backend]
+
+
+class StaticDecode:
+    """The fast path's persistent state for one (batch bucket, text bucket) and its CUDA graphs, one
+    per attended cache length. Kept on the model between batches (DiaModel._static) so graphs are
+    replayed, not recaptured; a batch with other buckets replaces it."""
+
+    def __init__(self, key: tuple, state: DecodeState):
+        self.key, self.state, self.graphs, self.pool = key, state, {}, None
+        self.captures = 0
+
+    def load(self, fresh: DecodeState) -> None:
+        """Copy a new batch into the persistent tensors (same shapes; caches are overwritten as written)."""
+        s = self.state
+        for name in ("buf", "known", "step", "countdown", "finished", "eos_hit", "cfg_scale", "temperature",
+                     "top_p", "top_k", "max_tokens", "seed_lo", "seed_hi", "text_mask"):
+            getattr(s, name).copy_(getattr(fresh, name))
+        for (k, v), (k2, v2) in zip(s.cross_kv, fresh.cross_kv):
+            k.copy_(k2)
+            v.copy_(v2)
+
+    def run(self, model, fn, kv_len: int) -> None:
+        s = self.state
+        if s.buf.device.type != "cuda":
+            fn(model, s, kv_len)
+            return
+        graph = self.graphs.get(kv_len)
+        if graph is None:
+            graph = self.graphs[kv_len] = self._capture(model, fn, kv_len)
+        graph.replay()
+
+    def _capture(self, model, fn, kv_len: int):
+        s = self.state
+        snapshot = [t.clone() for t in s.mutable()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # compile, autotune and allocate outside the capture
+            for _ in range(2):
+                fn(model, s, kv_len)
+        torch.cuda.current_stream().wait_stream(side)
+        for t, saved in zip(s.mutable(), snapshot):  # the warm-up steps must not count
+            t.copy_(saved)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            fn(model, s, kv_len)
+        self.captures += 1
+        return graph
+
+
+def release_static(model) -> None:
+    """Free the fast path's persistent caches and CUDA graphs."""
+    model._static = None
+
+
+def bucket_batch(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def bucket_len(n: int, block: int, cap: int) -> int:
+    return min(cap, -(-n // block) * block)
+
+
 # ---- the loop --------------------------------------------------------------------------------------
 
-def run_generation(model, requests: list[Request]):
+def run_generation(model, requests: list[Request], compile: bool | str = False):
     from .model import Generated
 
+    fast = compile is not False
+    step_fn = step_function(compile)
     cfg, dev = model.config, model.device
+    n = len(requests)
+    if fast:  # pad the batch to its bucket with copies of item 0 (computed, then dropped)
+        requests = list(requests) + [requests[0]] * (bucket_batch(n) - n)
     B, C, V = len(requests), cfg.num_channels, cfg.dec_vocab
-    delays = torch.tensor(cfg.delay_pattern, device=dev)
 
     # Encoder once for cond rows and uncond rows (all-zero text, same padding mask).
-    text = encode_batch([r.text_ids for r in requests]).to(dev)
+    text = encode_batch([r.text_ids for r in requests])
+    if fast:  # cross-attention reads the batch's real text length, rounded up to a bucket
+        S = bucket_len(text.shape[1], TEXT_BLOCK, max(cfg.enc_max_positions, text.shape[1]))
+        text = torch.nn.functional.pad(text, (0, S - text.shape[1]))
+    text = text.to(dev)
     text_mask = (text != 0).repeat(2, 1)
     enc = model.encoder(torch.cat([text, torch.zeros_like(text)]), text_mask)
-    cross_kv = model.decoder.cross_key_values(enc)
+    cross_kv = [(k.contiguous(), v.contiguous()) for k, v in model.decoder.cross_key_values(enc)]
 
     # Delayed row buffer with the known prefix (BOS + prompt); `known` marks entries that are forced.
     M = max(r.max_tokens for r in requests)
-    buf = torch.full((B, M, C), cfg.pad_id, dtype=torch.long, device=dev)
+    cache_len = cfg.dec_max_positions if fast else M
+    buf = torch.full((B, cache_len, C), cfg.pad_id, dtype=torch.long, device=dev)
     for i, r in enumerate(requests):
         frames = torch.full((1, C), cfg.bos_id, dtype=torch.long)
         if r.prompt is not None:
             frames = torch.cat([frames, r.prompt])
         prefix = delay_codes(frames, cfg.delay_pattern, cfg.bos_id, cfg.pad_id)
         buf[i, : prefix.shape[0]] = prefix.to(dev)
-    known = buf != cfg.pad_id
 
     per_item = lambda name, dtype=torch.float32: torch.tensor([getattr(r, name) for r in requests], dtype=dtype,
                                                              device=dev)
-    cfg_scale, temperature, top_p = per_item("cfg_scale"), per_item("temperature"), per_item("top_p")
-    top_k, max_tokens = per_item("top_k", torch.long), per_item("max_tokens", torch.long)
-    seed_lo, seed_hi = (torch.tensor(s, dtype=torch.long, device=dev)
-                        for s in zip(*(split_seed(r.seed) for r in requests)))
     allowed = torch.ones(C, V, dtype=torch.bool, device=dev)
     allowed[:, cfg.eos_id + 1:] = False  # PAD/BOS are never predicted
     allowed[1:, cfg.eos_id] = False  # only channel 0 may end the sequence
-    max_top_k = int(top_k.max())
+    seed_lo, seed_hi = (torch.tensor(s, dtype=torch.long, device=dev)
+                        for s in zip(*(split_seed(r.seed) for r in requests)))
+    P = 1 + min(r.prompt_frames for r in requests)  # rows known for all items: prefilled at once
+    fresh = DecodeState(
+        buf=buf, known=buf != cfg.pad_id, step=torch.tensor([P], device=dev),
+        countdown=torch.full((B,), -1, dtype=torch.long, device=dev),
+        finished=torch.full((B,), -1, dtype=torch.long, device=dev),
+        eos_hit=torch.zeros(B, dtype=torch.bool, device=dev),
+        cfg_scale=per_item("cfg_scale"), temperature=per_item("temperature"), top_p=per_item("top_p"),
+        top_k=per_item("top_k", torch.long), max_tokens=per_item("max_tokens", torch.long),
+        seed_lo=seed_lo, seed_hi=seed_hi, allowed=allowed, delays=torch.tensor(cfg.delay_pattern, device=dev),
+        text_mask=text_mask, cross_kv=cross_kv, caches=[],
+        max_top_k=MAX_TOP_K if fast else max(r.top_k for r in requests), max_delay=cfg.max_delay)
 
-    countdown = torch.full((B,), -1, dtype=torch.long, device=dev)
-    finished = torch.full((B,), -1, dtype=torch.long, device=dev)
-    eos_hit = torch.zeros(B, dtype=torch.bool, device=dev)
+    static = None
+    if fast:
+        key = (B, text.shape[1], cache_len, model.dtype, dev)
+        static = model._static
+        if static is not None and static.key == key:
+            static.load(fresh)
+        else:
+            model._static = None  # free the old caches before allocating new ones
+            fresh.caches = model.decoder.new_caches(2 * B, cache_len, model.dtype, dev)
+            static = model._static = StaticDecode(key, fresh)
+        s = static.state
+    else:
+        s = fresh
+        s.caches = model.decoder.new_caches(2 * B, cache_len, model.dtype, dev)
 
-    # Prefill every row known for all items (BOS + shortest prompt), then one row per step.
-    caches = model.decoder.new_caches(2 * B, M, model.dtype, dev)
-    P = 1 + min(r.prompt_frames for r in requests)
-    logits = model.decoder(buf[:, :P].repeat(2, 1, 1), torch.arange(P, device=dev), cross_kv, text_mask,
-                           caches)[:, -1]
-    for t in range(P, M):  # every item is done by row max_tokens - 1
-        step = torch.tensor([t], device=dev)
-        pred = sample_tokens(logits, cfg_scale, temperature, top_p, top_k, max_top_k, allowed, cfg.eos_id,
-                             seed_lo, seed_hi, step=step)
-        pred = torch.where(known[:, t], buf[:, t], pred)
-        pred, countdown, finished, eos_hit = eos_countdown(pred, step, countdown, finished, eos_hit, max_tokens,
-                                                           delays, cfg.eos_id, cfg.pad_id)
-        buf[:, t] = pred
-        if t == M - 1 or ((t - P) % CHECK_DONE_EVERY == CHECK_DONE_EVERY - 1 and bool((countdown == 0).all())):
+    # Prefill rows 0..P-1 (eager, once per batch), sample row P, then one static step per row.
+    logits = model.decoder(s.buf[:, :P].repeat(2, 1, 1), torch.arange(P, device=dev), s.cross_kv, s.text_mask,
+                           s.caches)[:, -1]
+    advance(model, s, logits)
+    t = P
+    while t < M - 1:  # every item is done by row max_tokens - 1
+        if (t - P) % CHECK_DONE_EVERY == CHECK_DONE_EVERY - 1 and bool((s.countdown == 0).all()):
             break
-        logits = model.decoder(pred[:, None].repeat(2, 1, 1), step, cross_kv, text_mask, caches)[:, -1]
+        t += 1  # the step produces row t, attending to positions < t
+        kv_len = bucket_len(t, KV_BLOCK, cache_len) if fast else cache_len
+        if static is not None:
+            static.run(model, step_fn, kv_len)
+        else:
+            step_fn(model, s, kv_len)
 
     out = []
-    finished, eos_hit, buf = finished.tolist(), eos_hit.tolist(), buf.cpu()
-    for i, r in enumerate(requests):
+    finished, eos_hit, rows = s.finished[:n].tolist(), s.eos_hit[:n].tolist(), s.buf[:n].cpu()
+    for i, r in enumerate(requests[:n]):
         start, end = 1 + r.prompt_frames, finished[i]
         assert end >= start, "every item stops by max_tokens"
-        codes = undelay_codes(buf[i, start:end + cfg.max_delay], cfg.delay_pattern)
+        codes = undelay_codes(rows[i, start:end + cfg.max_delay], cfg.delay_pattern)
         out.append(Generated(codes=codes, hit_limit=not eos_hit[i], prompt_frames=r.prompt_frames))
     return out

@@ -4,8 +4,10 @@ Facts implemented (docs/dia-model-facts.md): pre-norm blocks with fp32 RMSNorm, 
 biases, GQA, attention scale 1.0, half-split RoPE on self-attention only (v0.1 checkpoints also rotate
 cross-attention), 9 summed channel embeddings, fp32 logits [B, T, 9, 1028].
 
-Decoding is written for a later torch.compile(mode="reduce-overhead"): the self-attention cache is
-preallocated at a fixed length, positions arrive as tensors, and cross-attention K/V are computed once.
+Decoding one row is ``Decoder.step``: static shapes (the self-attention cache is preallocated, the
+step position is a device tensor, attention reads a fixed ``kv_len`` prefix of the cache), so the
+step can be compiled and captured as a CUDA graph (dia_core.generate). Cross-attention K/V are
+computed once per batch.
 """
 from __future__ import annotations
 
@@ -104,6 +106,15 @@ class Attention(nn.Module):
                                              enable_gqa=self.heads != self.kv_heads)
         return self.o_proj(out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1))
 
+    def attend_one(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """One query row per item: q [B, H, 1, D], k/v [B, KVH, K, D], mask broadcastable to
+        [B, 1, 1, K]. Query heads are grouped onto their K/V head (no repeat of K/V; no SDPA backend
+        choice depending on the mask), softmax in fp32."""
+        B, D, G = q.shape[0], self.head_dim, self.heads // self.kv_heads
+        scores = torch.matmul(q.view(B, self.kv_heads, G, D), k.transpose(-1, -2)).float()  # scale 1.0
+        probs = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype)
+        return self.o_proj(torch.matmul(probs, v).reshape(B, 1, self.heads * D))
+
 
 class EncoderLayer(nn.Module):
     def __init__(self, c: DiaConfig):
@@ -172,6 +183,25 @@ class DecoderLayer(nn.Module):
         x = x + self.cross_attention.attend(q, *cross_kv, cross_mask)
         return x + self.mlp(self.pre_mlp_norm(x))
 
+    def step(self, x: Tensor, rope: tuple[Tensor, Tensor], self_mask: Tensor, position: Tensor, cache: KVCache,
+             kv_len: int, cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor,
+             cross_rope: tuple[Tensor, Tensor] | None) -> Tensor:
+        """One row per item (x [B, 1, D]); attends to the first ``kv_len`` cache positions."""
+        cos, sin = rope
+        h = self.pre_sa_norm(x)
+        attn = self.self_attention
+        q, (k, v) = attn.query(h), attn.key_value(h)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k, v = cache.update(position, k, v)
+        x = x + attn.attend_one(q, k[:, :, :kv_len], v[:, :, :kv_len], self_mask)
+
+        h = self.pre_ca_norm(x)
+        q = self.cross_attention.query(h)
+        if cross_rope is not None:  # v0.1 only
+            q = apply_rope(q, *cross_rope)
+        x = x + self.cross_attention.attend_one(q, *cross_kv, cross_mask)
+        return x + self.mlp(self.pre_mlp_norm(x))
+
 
 class Decoder(nn.Module):
     def __init__(self, c: DiaConfig):
@@ -221,6 +251,21 @@ class Decoder(nn.Module):
         logits = self.logits_dense(self.norm(x)).float()
         return logits.view(*tokens.shape[:2], c.num_channels, c.dec_vocab)
 
+    def step(self, tokens: Tensor, position: Tensor, cross_kv: list[tuple[Tensor, Tensor]], text_mask: Tensor,
+             caches: list[KVCache], kv_len: int) -> Tensor:
+        """One decode row with static shapes: tokens [B, C] at the device position [1] -> fp32 logits
+        [B, C, V]. Self-attention reads cache positions [0, kv_len) (kv_len > position)."""
+        c = self.config
+        offsets = torch.arange(c.num_channels, device=tokens.device) * c.dec_vocab
+        x = self.embeddings(tokens + offsets).sum(dim=1)[:, None]  # [B, 1, D]
+        rope = rope_cos_sin(position, c.dec_head_dim, c.rope_theta)
+        cross_rope = rope_cos_sin(position, c.cross_head_dim, c.rope_theta) if c.cross_attention_rope else None
+        self_mask = torch.arange(kv_len, device=tokens.device) <= position  # [K], broadcast over rows
+        cross_mask = text_mask[:, None, None, :]
+        for i, layer in enumerate(self.layers):
+            x = layer.step(x, rope, self_mask, position, caches[i], kv_len, cross_kv[i], cross_mask, cross_rope)
+        return self.logits_dense(self.norm(x[:, 0])).float().view(tokens.shape[0], c.num_channels, c.dec_vocab)
+
 
 # ---- the model -------------------------------------------------------------------------------------
 
@@ -249,6 +294,7 @@ class DiaModel(nn.Module):
         self.codec = None  # a DiaCodec; loaded on first use (DAC download) unless set
         self._weight_files: list[Path] = []
         self._checksum: str | None = None
+        self._static = None  # dia_core.generate.StaticDecode: buffers and CUDA graphs of the fast path
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path = DEFAULT_REPO, device="cpu",
@@ -314,15 +360,22 @@ class DiaModel(nn.Module):
     def generate(self, texts: list[str], seeds: list[int], *, audio_prompts: list | None = None,
                  max_new_tokens: int | list[int] = 3072, cfg_scale: float | list[float] = 3.0,
                  temperature: float | list[float] = 1.2, top_p: float | list[float] = 0.95,
-                 cfg_filter_top_k: int | list[int] = 45) -> list[Generated]:
+                 cfg_filter_top_k: int | list[int] = 45, compile: bool | str = False) -> list[Generated]:
         """Generate one code sequence per text. Each item has its own seed and settings; its codes do
-        not depend on the rest of the batch. Everything is validated before any compute."""
+        not depend on the rest of the batch. Everything is validated before any compute.
+
+        ``compile``: False runs the decode step eagerly at the batch's exact shapes. Anything else is
+        the fast path (dia_core.generate): shapes bucketed (batch, text length, attended cache
+        length) so segment lengths do not recompile; True or "inductor" compiles the step with
+        torch.compile(fullgraph=True, dynamic=False); "aot_eager"/"eager" are the same with those
+        backends (tests); "static" runs the bucketed step uncompiled. On CUDA every fast mode replays
+        the step as a captured CUDA graph (no host sync except the every-16-steps done check)."""
         from .generate import build_requests, run_generation
 
         requests = build_requests(self, texts, seeds, audio_prompts, max_new_tokens=max_new_tokens,
                                   cfg_scale=cfg_scale, temperature=temperature, top_p=top_p,
                                   cfg_filter_top_k=cfg_filter_top_k)
-        return run_generation(self, requests)
+        return run_generation(self, requests, compile=compile)
 
     def generate_codes(self, texts: list[str], seeds: list[int], **kwargs) -> list[Tensor]:
         return [g.codes for g in self.generate(texts, seeds, **kwargs)]
@@ -330,6 +383,46 @@ class DiaModel(nn.Module):
     def decode(self, codes: Tensor) -> np.ndarray:
         """Codes [T, 9] -> float32 mono waveform at 44100 Hz."""
         return self.require_codec().decode(codes)  # codes outside 0..1023 (EOS/PAD/BOS) decode as 0
+
+    @torch.inference_mode()
+    def decode_batch(self, codes_list: list[Tensor], window: int = 512, context: int = 32,
+                     max_windows: int = 16) -> list[np.ndarray]:
+        """Decode many code sequences [T_i, 9] with few DAC calls; same output as ``decode`` per item
+        (to float rounding). DAC's decoder is not causal, so padding a short item would change its
+        last frames; instead every item is cut into windows of ``window`` frames (the last one ends
+        at the item's end; interior cuts keep ``context`` frames each side, more than DAC's
+        receptive field) and equal-size windows from all items are decoded ``max_windows`` at a time.
+        Items shorter than ``window`` are batched with items of exactly their length."""
+        codec = self.require_codec()
+        hop, C = codec.hop_length, self.config.num_channels
+        out: list[np.ndarray | None] = [None] * len(codes_list)
+        jobs: dict[int, list] = {}  # window length -> [(item, start, keep_from, keep_to)]
+        codes = []
+        for i, c in enumerate(codes_list):
+            c = torch.as_tensor(c).long()
+            if c.dim() != 2 or c.shape[1] != C:
+                raise InputError(f"codes must have shape [T, {C}], got {list(c.shape)}", field=f"codes {i}")
+            c = torch.where((c >= 0) & (c < 1024), c, torch.zeros_like(c))  # EOS/PAD/BOS -> 0
+            codes.append(c)
+            T = c.shape[0]
+            out[i] = np.zeros(T * hop, dtype=np.float32)
+            if T == 0:
+                continue
+            W = window if T >= window else T
+            starts = list(range(0, T - W, W - 2 * context)) + [T - W] if T > W else [0]
+            for a in starts:
+                lo = a + context if a > 0 else 0
+                hi = a + W - context if a + W < T else T
+                jobs.setdefault(W, []).append((i, a, lo, hi))
+        dac, dev = codec.model, codec.device
+        for W, windows in jobs.items():
+            for g in range(0, len(windows), max_windows):
+                group = windows[g:g + max_windows]
+                batch = torch.stack([codes[i][a:a + W].T for i, a, _, _ in group]).to(dev)  # [N, 9, W]
+                audio = dac.decode(dac.quantizer.from_codes(batch)[0])[:, 0].float().cpu().numpy()
+                for (i, a, lo, hi), wav in zip(group, audio):
+                    out[i][lo * hop:hi * hop] = wav[(lo - a) * hop:(hi - a) * hop]
+        return out
 
     def require_codec(self):
         if self.codec is None:
