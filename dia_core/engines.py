@@ -161,4 +161,5 @@ class DiaEngine:
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()
             raise OutOfMemory(str(e)) from e
-        return [Take(audio=self.model.decode(g.codes), hit_limit=g.hit_limit) for g in out]
+        audios = self.model.decode_batch([g.codes for g in out])  # one batched DAC pass
+        return [Take(audio=a, hit_limit=g.hit_limit) for a, g in zip(audios, out)]
