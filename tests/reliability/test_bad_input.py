@@ -12,7 +12,6 @@ import os
 import re
 import struct
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
