@@ -68,6 +68,13 @@ class Job:
     def segments(self) -> list:
         return [s for ch in self.plan.chapters for s in ch.segments]
 
+    @property
+    def engine_device(self) -> str | None:
+        """The accelerator this job's engine occupies (None for the draft engine)."""
+        if self.options.draft:
+            return None
+        return str(self.engine.model.device)
+
     def chapter(self, chapter_id: str):
         for ch in self.plan.chapters:
             if ch.id == chapter_id:
@@ -133,10 +140,17 @@ def engine_identity(project, options: RenderOptions) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Locks
 
+_PROJECT_LOCKS: dict[str, FileLock] = {}
+
+
 def project_lock(job: Job) -> FileLock:
-    """Held for a whole render: a second render of the same project fails fast with BusyError."""
+    """Held for a whole render. Reentrant within a process (the CLI takes it before starting the
+    flow, the flow takes it again), exclusive between processes."""
     job.project.work_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(job.project.work_dir / "render.lock"))
+    path = str(job.project.work_dir / "render.lock")
+    if path not in _PROJECT_LOCKS:
+        _PROJECT_LOCKS[path] = FileLock(path, thread_local=False)
+    return _PROJECT_LOCKS[path]
 
 
 def acquire_project_lock(job: Job, wait_s: float = 0) -> FileLock:

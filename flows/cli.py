@@ -86,6 +86,20 @@ def _render(args) -> int:
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
     _prefect_home(job.project.work_dir / "prefect")
 
+    from dia_core.render import BusyError, acquire_project_lock
+
+    try:  # taken here, before any flow starts, so a busy render says one line and nothing else
+        lock = acquire_project_lock(job)
+    except BusyError as e:
+        print(f"busy: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    try:
+        return _run_produce(args, job, options)
+    finally:
+        lock.release()
+
+
+def _run_produce(args, job, options) -> int:
     from flows import produce as produce_module
 
     with _progress(args, f"{job.project.title}") as listener:

@@ -42,18 +42,23 @@ def plan_task(project: str, options: dict) -> list[dict]:
 
 
 @contextlib.contextmanager
-def gpu_slot(device: str):
+def gpu_slot(device: str | None):
     """One GPU job at a time per device: a Prefect global concurrency limit when a server is
-    configured (it shows in the UI), and always the host-local process lock."""
+    configured (it shows in the UI), and always the host-local process lock. The draft engine
+    (device None) uses no accelerator and takes neither."""
     from prefect.settings import PREFECT_API_URL
 
+    if device is None:
+        yield
+        return
     limit = contextlib.nullcontext()
     if PREFECT_API_URL.value():
         from prefect.concurrency.sync import concurrency
 
         name = f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
         _ensure_limit(name)
-        limit = concurrency(name, occupy=1, strict=True)
+        # 60 s is the server's shortest lease: a render killed with -9 frees the slot after it.
+        limit = concurrency(name, occupy=1, strict=True, lease_duration=60)
     with limit, render.gpu_lock(device):
         yield
 
@@ -85,8 +90,7 @@ def generate_task(project: str, options: dict) -> str:
             listener(done, total)
 
     prompts = render.prepare_voices(job, log=logger.info)
-    device = "draft" if job.options.draft else (job.options.device or "cuda")
-    with gpu_slot(device):
+    with gpu_slot(job.engine_device):
         outcomes = render.generate_takes(job, prompts, on_progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")

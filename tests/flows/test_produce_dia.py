@@ -45,3 +45,11 @@ def test_produce_with_tiny_dia_checkpoint(tmp_path):
     [voice_wav] = (root / ".dia-studio" / "voices").glob("reader-*.wav")
     assert sf.info(voice_wav).frames <= prompt_frames_for(project.voices["reader"]) * 512
     assert (out / "tiny-book" / "chapter-01.wav").stat().st_size > 44100
+
+    # Generation took the device's slot through a Prefect global concurrency limit of 1.
+    import socket
+
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(f"dia-gpu-{socket.gethostname()}-cpu")
+    assert limit.limit == 1 and limit.active and limit.active_slots == 0

@@ -1,19 +1,16 @@
 """Reliability suite fixtures: the tiny fixture project, a CLI runner and the render environment.
 
-Renders run the real `dia-studio` CLI in subprocesses (real exit codes, real SIGKILL) against one
-Prefect server started for this suite (``reliability_api``), so no render pays for starting an
+Renders run the real `dia-studio` CLI in subprocesses (real exit codes, real SIGKILL) against the
+suite-wide Prefect test server (``reliability_api``), so no render pays for starting an
 ephemeral API server. The host-local GPU lock goes to a private folder, so renders of other
 people's tests on this machine never wait on ours (or ours on theirs).
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,68 +57,12 @@ def base_env(tmp: Path) -> dict:
     return env
 
 
-GPU_LIMIT = f"dia-gpu-{socket.gethostname()}-draft".replace(":", "-")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api(url: str, method: str, path: str, body: dict | None = None):
-    req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        data = r.read()
-    return json.loads(data) if data else None
-
-
-def gpu_limit(url: str) -> dict:
-    return api(url, "GET", f"/v2/concurrency_limits/{GPU_LIMIT}")
-
-
-def set_gpu_limit(url: str, **fields) -> None:
-    api(url, "PATCH", f"/v2/concurrency_limits/{GPU_LIMIT}", fields)
-
-
 @pytest.fixture(scope="session")
-def reliability_api(tmp_path_factory):
-    """A Prefect server of this suite's own (not the suite-wide one): SIGKILLed renders leave
-    flow runs and, while the per-host GPU limit is active, a held slot behind (see
-    test_concurrency's xfail). The GPU limit is created INACTIVE here (an operator setting), so a
-    killed scenario cannot stall the next one for the slot's 300 s lease; the host-local file lock
-    (released by the kernel on SIGKILL) still serializes generation."""
-    home = tmp_path_factory.mktemp("reliability-prefect")
-    port = _free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if api(url, "GET", "/health") is True:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (home / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "Prefect server did not start in 120 s"
-            time.sleep(0.5)
-        api(url, "POST", "/v2/concurrency_limits/", {"name": GPU_LIMIT, "limit": 1, "active": False})
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def reliability_api(prefect_api):
+    """Renders talk to the suite-wide Prefect test server (tests/conftest.py), so no render pays
+    for starting an ephemeral API server. The draft engine takes no GPU slot, so a SIGKILLed
+    scenario leaves nothing on the server that could stall the next one."""
+    return prefect_api
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dia_core.audio import export, io
+from dia_core.audio import io
 from dia_core.audio.export import clean_temps, escape_ffmetadata, export_chapter, export_m4b, ffmetadata, to_pcm
 from dia_core.delivery import DeliverySettings
 from dia_core.errors import InputError
