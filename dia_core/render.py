@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from . import __version__, atomic, faults
 from .engines import DiaEngine, DraftEngine, Engine, OutOfMemory, TakeRequest, VoicePrompt
 from .params import SAMPLE_RATE
+from .audio.manifest import utc_now
 from .store import SegmentStore, canonical_hash, file_sha256
 
 ProgressFn = Callable[[int, int], None]
@@ -352,7 +353,7 @@ def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attemp
             job.store.put(keys[s.id], take.audio, {
                 "kind": "segment", "segment_id": s.id, "attempt": attempt, "seed": seed,
                 "hit_limit": bool(take.hit_limit), "run": _RUN_ID,
-                "created_at": _now()})
+                "created_at": utc_now()})
         i += len(chunk)
         faults.hit("batch")  # after a batch is safely stored
 
@@ -526,14 +527,6 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
     path = job.out_dir / "manifest.json"
     manifest.write_project_manifest(data, path)  # last: its presence marks a complete delivery
     return path
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def now() -> str:
-    return _now()
 
 
 def check_strict(job: Job, chapters: list[dict]) -> None:

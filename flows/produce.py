@@ -140,7 +140,7 @@ def produce(project: str, draft: bool = False, out: str | None = None, chapters:
     options = asdict(RenderOptions(out_dir=out, draft=draft, model=model, codec=codec, store=store,
                                    chapters=tuple(chapters) if chapters else None, device=device,
                                    batch_size=batch_size))
-    started_at = render.now()
+    started_at = render.utc_now()
     job = _job(project, options)
     lock = render.acquire_project_lock(job)
     try:

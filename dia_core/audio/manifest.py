@@ -8,7 +8,6 @@ has no infinities; measurements use -200 dB for "silent").
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from pathlib import Path
 import jsonschema
 
 from ..atomic import write_json
+from ..store import file_sha256  # one sha256-of-a-file for store entries and manifests
 
 __all__ = ["SCHEMA_VERSION", "load_schema", "validate_chapter_manifest", "validate_project_manifest",
            "write_chapter_manifest", "write_project_manifest", "file_sha256", "file_entry", "utc_now",
@@ -105,14 +105,6 @@ def write_chapter_manifest(data: dict, path: str | Path) -> Path:
 def write_project_manifest(data: dict, path: str | Path) -> Path:
     validate_project_manifest(data)
     return write_json(path, data)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(path: str | Path, *, relative_to: str | Path | None = None,
