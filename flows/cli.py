@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a project into chapters, a book, captions and manifests")
     r.add_argument("project", help="path to project.yaml")
-    r.add_argument("--chapters", type=core_cli.parse_chapters if hasattr(core_cli, "parse_chapters") else str,
+    r.add_argument("--chapters", type=core_cli.parse_chapters,
                    help="chapter selection, e.g. 1,3-4 (1-based)")
     _add_engine_args(r)
 
@@ -58,21 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
-def _chapters(value) -> tuple[int, ...] | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, str):
-        out = []
-        for part in value.split(","):
-            lo, _, hi = part.partition("-")
-            try:
-                out += list(range(int(lo), int(hi or lo) + 1))
-            except ValueError:
-                raise InputError(f"--chapters: expected numbers like 1,3-4, got {value!r}") from None
-        return tuple(out)
-    return tuple(value)
-
-
 def _render(args) -> int:
     from dia_core import render
 
@@ -80,7 +65,7 @@ def _render(args) -> int:
         raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
 
     options = render.RenderOptions(out_dir=args.out, draft=args.draft, model=args.model, codec=args.codec,
-                                   store=args.store, chapters=_chapters(args.chapters), device=args.device,
+                                   store=args.store, chapters=args.chapters, device=args.device,
                                    batch_size=args.batch_size)
     job = render.open_job(args.project, options)  # validates everything; writes nothing
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
