@@ -66,10 +66,6 @@ class Job:
         return self._engine
 
     @property
-    def segments(self) -> list:
-        return [s for ch in self.plan.chapters for s in ch.segments]
-
-    @property
     def engine_device(self) -> str | None:
         """The accelerator this job's engine occupies (None for the draft engine)."""
         if self.options.draft:
@@ -292,8 +288,8 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
     from .audio.qc import check_segment
 
     qc_settings = job.project.qc
-    outcomes = {s.id: Outcome(s.id, []) for s in job.segments}
-    pending = list({s.id: s for s in job.segments}.values())  # identical segments share takes
+    outcomes = {s.id: Outcome(s.id, []) for s in job.plan.segments}
+    pending = list({s.id: s for s in job.plan.segments}.values())  # identical segments share takes
     total, settled = len(pending), 0
     if on_progress:
         on_progress(0, total)
