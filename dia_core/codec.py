@@ -74,6 +74,7 @@ class DiaCodec:
         self.checksum = checksum
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: dict[str, Tensor] = {}  # file sha256 -> codes
+        self._stream = None  # CUDA side stream for decoding (side_stream)
 
     @classmethod
     def load(cls, weights: str | Path | None = None, device="cpu", cache_dir: str | Path | None = None) -> "DiaCodec":
@@ -103,6 +104,12 @@ class DiaCodec:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def side_stream(self):
+        """A CUDA stream of its own for decoding, so it overlaps generation on the default stream."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
 
     # ---- encode --------------------------------------------------------------------------------------
 

@@ -52,12 +52,29 @@ class Take:
     hit_limit: bool     # generation stopped at the token limit without EOS
 
 
+class PendingTakes(Protocol):
+    def result(self) -> list[Take]: ...
+
+
+@dataclass
+class ReadyTakes:
+    takes: list[Take]
+
+    def result(self) -> list[Take]:
+        return self.takes
+
+
 class Engine(Protocol):
     name: str
     version: str
     model_id: str
     checksum: str
     default_batch_size: int
+
+    def start(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> PendingTakes:
+        """Generate a batch; the takes may still be finishing (audio decode) until ``result()``, so
+        the caller can start the next batch meanwhile."""
+        ...
 
     def generate(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> list[Take]: ...
 
@@ -96,6 +113,9 @@ class DraftEngine:
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(self._one, requests))
 
+    def start(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> ReadyTakes:
+        return ReadyTakes(self.generate(requests, prompts))
+
     def _one(self, request: TakeRequest) -> Take:
         gap = np.zeros(int(0.25 * SAMPLE_RATE), np.float32)
         pieces = []
@@ -122,19 +142,34 @@ class DraftEngine:
         return audio
 
 
+FAST_PATH_MODES = ("off", "static", "inductor")
+
+
 class DiaEngine:
-    """Dia on a GPU (or CPU): two-voice prompts from the slot map, per-item seeds and sampling."""
+    """Dia on a GPU (or CPU): two-voice prompts from the slot map, per-item seeds and sampling.
+
+    ``fast_path``: "off" decodes eagerly at each batch's exact shapes; "static" runs the bucketed
+    static-shape step (replayed as CUDA graphs on a GPU); "inductor" also compiles it with
+    torch.compile (minutes of compile per bucket on first use). See DiaModel.generate."""
 
     name = "dia"
 
-    def __init__(self, model, default_batch_size: int = 16):
+    def __init__(self, model, default_batch_size: int = 16, fast_path: str = "off"):
+        if fast_path not in FAST_PATH_MODES:
+            raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {fast_path!r}", field="fast_path")
         self.model = model
         self.version = __version__
         self.model_id = str(model.source)
         self.checksum = model.checksum
         self.default_batch_size = default_batch_size
+        self.fast_path = fast_path
 
     def generate(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> list[Take]:
+        return self.start(requests, prompts).result()
+
+    def start(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> "DiaPendingTakes":
+        """Generate the batch's codes, then queue their DAC decode (on a GPU it runs on a side stream
+        while the caller starts the next batch); ``result()`` returns the takes."""
         import torch
 
         from .model import AudioPrompt
@@ -157,9 +192,19 @@ class DiaEngine:
                 cfg_scale=[r.sampling.cfg_scale for r in requests],
                 temperature=[r.sampling.temperature for r in requests],
                 top_p=[r.sampling.top_p for r in requests],
-                cfg_filter_top_k=[r.sampling.cfg_filter_top_k for r in requests])
+                cfg_filter_top_k=[r.sampling.cfg_filter_top_k for r in requests],
+                compile=False if self.fast_path == "off" else self.fast_path)
+            decoding = self.model.start_decode([g.codes for g in out])  # one batched DAC pass
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()
             raise OutOfMemory(str(e)) from e
-        audios = self.model.decode_batch([g.codes for g in out])  # one batched DAC pass
-        return [Take(audio=a, hit_limit=g.hit_limit) for a, g in zip(audios, out)]
+        return DiaPendingTakes(decoding, [g.hit_limit for g in out])
+
+
+@dataclass
+class DiaPendingTakes:
+    decoding: object  # dia_core.model.PendingDecode
+    hit_limit: list[bool]
+
+    def result(self) -> list[Take]:
+        return [Take(audio=a, hit_limit=h) for a, h in zip(self.decoding.result(), self.hit_limit)]

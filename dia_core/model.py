@@ -11,6 +11,7 @@ computed once per batch.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,25 @@ class Generated:
     prompt_frames: int
 
 
+@dataclass
+class PendingDecode:
+    """DAC decode queued by DiaModel.start_decode; ``result()`` waits for it and returns float32 waveforms."""
+    lengths: list[int]  # samples per item
+    groups: list  # [([(item, start, keep_from, keep_to)], audio [N, W * hop] on the codec's device)]
+    hop: int
+    stream: object = None  # the CUDA side stream the kernels were queued on, if any
+
+    def result(self) -> list[np.ndarray]:
+        out = [np.zeros(n, dtype=np.float32) for n in self.lengths]
+        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            for group, audio in self.groups:
+                audio = audio.cpu().numpy()  # waits for this stream's kernels only
+                for (i, a, lo, hi), wav in zip(group, audio):
+                    out[i][lo * self.hop:hi * self.hop] = wav[(lo - a) * self.hop:(hi - a) * self.hop]
+        self.groups = []
+        return out
+
+
 class DiaModel(nn.Module):
     def __init__(self, config: DiaConfig):
         super().__init__()
@@ -384,20 +404,26 @@ class DiaModel(nn.Module):
         """Codes [T, 9] -> float32 mono waveform at 44100 Hz."""
         return self.require_codec().decode(codes)  # codes outside 0..1023 (EOS/PAD/BOS) decode as 0
 
-    @torch.inference_mode()
     def decode_batch(self, codes_list: list[Tensor], window: int = 512, context: int = 32,
                      max_windows: int = 16) -> list[np.ndarray]:
         """Decode many code sequences [T_i, 9] with few DAC calls; same output as ``decode`` per item
-        (to float rounding). DAC's decoder is not causal, so padding a short item would change its
-        last frames; instead every item is cut into windows of ``window`` frames (the last one ends
-        at the item's end; interior cuts keep ``context`` frames each side, more than DAC's
-        receptive field) and equal-size windows from all items are decoded ``max_windows`` at a time.
-        Items shorter than ``window`` are batched with items of exactly their length."""
+        (to float rounding). See ``start_decode``."""
+        return self.start_decode(codes_list, window, context, max_windows).result()
+
+    @torch.inference_mode()
+    def start_decode(self, codes_list: list[Tensor], window: int = 512, context: int = 32,
+                     max_windows: int = 16) -> "PendingDecode":
+        """Queue the DAC decode of many code sequences; ``.result()`` returns the waveforms.
+
+        DAC's decoder is not causal, so padding a short item would change its last frames; instead
+        every item is cut into windows of ``window`` frames (the last one ends at the item's end;
+        interior cuts keep ``context`` frames each side, more than DAC's receptive field) and
+        equal-size windows from all items are decoded ``max_windows`` at a time. Items shorter than
+        ``window`` are batched with items of exactly their length. On CUDA the kernels go to a side
+        stream with no host sync, so the decode runs while the caller starts the next generation."""
         codec = self.require_codec()
         hop, C = codec.hop_length, self.config.num_channels
-        out: list[np.ndarray | None] = [None] * len(codes_list)
-        jobs: dict[int, list] = {}  # window length -> [(item, start, keep_from, keep_to)]
-        codes = []
+        lengths, jobs, codes = [], {}, []  # jobs: window length -> [(item, start, keep_from, keep_to)]
         for i, c in enumerate(codes_list):
             c = torch.as_tensor(c).long()
             if c.dim() != 2 or c.shape[1] != C:
@@ -405,7 +431,7 @@ class DiaModel(nn.Module):
             c = torch.where((c >= 0) & (c < 1024), c, torch.zeros_like(c))  # EOS/PAD/BOS -> 0
             codes.append(c)
             T = c.shape[0]
-            out[i] = np.zeros(T * hop, dtype=np.float32)
+            lengths.append(T * hop)
             if T == 0:
                 continue
             W = window if T >= window else T
@@ -415,14 +441,18 @@ class DiaModel(nn.Module):
                 hi = a + W - context if a + W < T else T
                 jobs.setdefault(W, []).append((i, a, lo, hi))
         dac, dev = codec.model, codec.device
-        for W, windows in jobs.items():
-            for g in range(0, len(windows), max_windows):
-                group = windows[g:g + max_windows]
-                batch = torch.stack([codes[i][a:a + W].T for i, a, _, _ in group]).to(dev)  # [N, 9, W]
-                audio = dac.decode(dac.quantizer.from_codes(batch)[0])[:, 0].float().cpu().numpy()
-                for (i, a, lo, hi), wav in zip(group, audio):
-                    out[i][lo * hop:hi * hop] = wav[(lo - a) * hop:(hi - a) * hop]
-        return out
+        stream = None
+        if torch.device(dev).type == "cuda":
+            stream = codec.side_stream()
+            stream.wait_stream(torch.cuda.current_stream(dev))
+        groups = []
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for W, windows in jobs.items():
+                for g in range(0, len(windows), max_windows):
+                    group = windows[g:g + max_windows]
+                    batch = torch.stack([codes[i][a:a + W].T for i, a, _, _ in group]).to(dev)  # [N, 9, W]
+                    groups.append((group, dac.decode(dac.quantizer.from_codes(batch)[0])[:, 0].float()))
+        return PendingDecode(lengths, groups, hop, stream)
 
     def require_codec(self):
         if self.codec is None:

@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 
 from . import __version__, atomic, faults
 from .engines import DiaEngine, DraftEngine, Engine, OutOfMemory, TakeRequest, VoicePrompt
+from .errors import InputError
 from .params import SAMPLE_RATE
 from .audio.manifest import utc_now
 from .store import SegmentStore, canonical_hash, file_sha256
@@ -45,6 +46,7 @@ class RenderOptions:
     chapters: tuple[int, ...] | None = None
     device: str | None = None         # "cuda", "cuda:1", "cpu"; default cuda when available
     batch_size: int | None = None
+    fast_path: str | None = None      # "off" | "static" | "inductor"; default $DIA_STUDIO_FAST_PATH, else off
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,12 +114,25 @@ def load_engine(project, options: RenderOptions) -> Engine:
     source = options.model or _project_model(project) or "nari-labs/Dia-1.6B-0626"
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    key = ("dia", source, device, str(dtype), options.codec)
+    fast_path = fast_path_mode(options)
+    key = ("dia", source, device, str(dtype), options.codec, fast_path)
     if key not in _ENGINES:
         model = DiaModel.from_pretrained(source, device=device, dtype=dtype)
         model.codec = DiaCodec.load(options.codec, device=device)
-        _ENGINES[key] = DiaEngine(model, default_batch_size=16 if device.startswith("cuda") else 2)
+        _ENGINES[key] = DiaEngine(model, default_batch_size=16 if device.startswith("cuda") else 2,
+                                  fast_path=fast_path)
     return _ENGINES[key]
+
+
+def fast_path_mode(options: RenderOptions) -> str:
+    """The Dia decode mode: the option, else $DIA_STUDIO_FAST_PATH (a GPU host's own setting), else off."""
+    from .engines import FAST_PATH_MODES
+
+    mode = options.fast_path or os.environ.get("DIA_STUDIO_FAST_PATH") or "off"
+    if mode not in FAST_PATH_MODES:
+        source = "--fast-path" if options.fast_path else "DIA_STUDIO_FAST_PATH"
+        raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {mode!r}", field=source)
+    return mode
 
 
 def _project_model(project) -> str | None:
@@ -329,29 +344,41 @@ _RUN_ID = hashlib.sha256(f"{os.getpid()}:{dt.datetime.now().isoformat()}".encode
 
 def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attempt: int,
                       log: Callable[[str], None]) -> None:
-    """Generate in length-sorted batches (similar lengths pad less); halve the batch on OOM."""
+    """Generate in length-sorted batches (similar lengths pad less); halve the batch on OOM.
+    Pipelined: batch k's takes are finished (audio decoded) and stored after batch k + 1 has been
+    generated, so the engine can decode one batch while it generates the next."""
     engine = job.engine
     batch = job.options.batch_size or engine.default_batch_size
     missing = sorted(missing, key=lambda w: len((w[0].prompt_text + w[0].text).encode()))
+    in_flight = None  # (chunk, PendingTakes) generated but not yet stored
+
+    mode = {"fast_path": engine.fast_path} if hasattr(engine, "fast_path") else {}
+
+    def store(chunk, pending) -> None:
+        for (s, seed), take in zip(chunk, pending.result()):
+            job.store.put(keys[s.id], take.audio, {
+                "kind": "segment", "segment_id": s.id, "attempt": attempt, "seed": seed,
+                "hit_limit": bool(take.hit_limit), "run": _RUN_ID, **mode, "created_at": utc_now()})
+        faults.hit("batch")  # after a batch is safely stored
+
     i = 0
     while i < len(missing):
         chunk = missing[i:i + batch]
         requests = [TakeRequest(s.text, s.prompt_text, dict(s.slots), seed, s.sampling) for s, seed in chunk]
         try:
-            takes = engine.generate(requests, prompts)
+            pending = engine.start(requests, prompts)
         except OutOfMemory:
             if batch == 1:
                 raise
             batch = max(1, batch // 2)
             log(f"out of memory: batch halved to {batch}, retrying")
             continue
-        for (s, seed), take in zip(chunk, takes):
-            job.store.put(keys[s.id], take.audio, {
-                "kind": "segment", "segment_id": s.id, "attempt": attempt, "seed": seed,
-                "hit_limit": bool(take.hit_limit), "run": _RUN_ID,
-                "created_at": utc_now()})
+        if in_flight is not None:
+            store(*in_flight)
+        in_flight = (chunk, pending)
         i += len(chunk)
-        faults.hit("batch")  # after a batch is safely stored
+    if in_flight is not None:
+        store(*in_flight)
 
 
 def save_outcomes(job: Job, outcomes: dict[str, Outcome]) -> Path:
@@ -398,7 +425,8 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
         cues += _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue)
         o = outcomes[s.id]
         segments.append({
-            "id": s.id, "text": s.text, "voices": dict(s.slots), "speakers": [t.character for t in s.turns],
+            "id": s.id, "text": s.text, "display_text": s.display_text or s.text,
+            "voices": dict(s.slots), "speakers": [t.character for t in s.turns],
             "boundary": s.boundary, "seed": o.chosen.seed, "attempt": o.chosen.attempt,
             "attempts": [{"attempt": a.attempt, "seed": a.seed, "qc": a.qc} for a in o.attempts],
             "sampling": s.sampling.to_dict(), "start_ms": start_ms, "end_ms": end_ms,
@@ -436,11 +464,15 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
 
 
 def _turn_cues(segment, start: float, end: float, Cue) -> list:
-    """Split a segment's span among its turns by text length: one caption cue per speaker turn."""
+    """Split a segment's span among its turns by text length: one caption cue per speaker turn.
+    Times follow the spoken (lexicon-applied) text; cues show the manuscript's spelling."""
     turns = [t for t in segment.turns if t.text.strip()]
+    if not turns:
+        return []
     weights = np.array([max(1, len(t.text)) for t in turns], dtype=float)
     edges = start + np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * (end - start)
-    return [Cue(float(edges[i]), float(edges[i + 1]), t.character, t.text) for i, t in enumerate(turns)]
+    return [Cue(float(edges[i]), float(edges[i + 1]), t.character, t.caption_text)
+            for i, t in enumerate(turns) if t.caption_text.strip()]
 
 
 def _write_float_wav(audio: np.ndarray, path: Path) -> None:

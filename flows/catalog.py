@@ -48,11 +48,15 @@ def changed_projects(catalog: str, options: dict) -> list[str]:
 
 @flow(name="narrate_catalog", log_prints=True)
 def narrate_catalog(catalog: str, draft: bool = False, out: str | None = None, store: str | None = None,
-                    model: str | None = None, deployment: str | None = None) -> dict[str, str]:
-    """Produce the changed projects of a catalog; returns {project: final state}."""
+                    model: str | None = None, deployment: str | None = None, codec: str | None = None,
+                    device: str | None = None, batch_size: int | None = None,
+                    fast_path: str | None = None) -> dict[str, str]:
+    """Produce the changed projects of a catalog; returns {project: final state}. The engine
+    settings (codec, device, batch size, fast path) are passed on to every project's run."""
     options = {"draft": draft, "out_dir": out, "store": store, "model": model}
     todo = changed_projects(catalog, options)
-    params = {"draft": draft, "out": out, "store": store, "model": model}
+    params = {"draft": draft, "out": out, "store": store, "model": model, "codec": codec, "device": device,
+              "batch_size": batch_size, "fast_path": fast_path}
     states = {}
     if deployment:
         from prefect.deployments import run_deployment

@@ -43,6 +43,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="segment store folder (share it between hosts when scaling out)")
     p.add_argument("--device", help="torch device, e.g. cuda:1 (default: cuda if available)")
     p.add_argument("--batch-size", type=int, help="segments generated per batch (halved on OOM)")
+    p.add_argument("--fast-path", choices=("off", "static", "inductor"),
+                   help="Dia decode: off (eager), static (bucketed step, CUDA graphs on a GPU), inductor "
+                        "(also torch.compile); default $DIA_STUDIO_FAST_PATH, else off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,7 +69,7 @@ def _render(args) -> int:
 
     options = render.RenderOptions(out_dir=args.out, draft=args.draft, model=args.model, codec=args.codec,
                                    store=args.store, chapters=args.chapters, device=args.device,
-                                   batch_size=args.batch_size)
+                                   batch_size=args.batch_size, fast_path=args.fast_path)
     job = render.open_job(args.project, options)  # validates everything; writes nothing
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
     _prefect_home(job.project.work_dir / "prefect")
@@ -95,7 +98,7 @@ def _run_produce(args, job, options) -> int:
                 project=str(Path(args.project)), draft=args.draft, out=args.out,
                 chapters=list(options.chapters) if options.chapters else None, model=args.model,
                 codec=args.codec, store=args.store, device=args.device, batch_size=args.batch_size,
-                return_state=True)
+                fast_path=args.fast_path, return_state=True)
         finally:
             if listener:
                 produce_module.PROGRESS_LISTENERS.remove(listener)
@@ -109,8 +112,11 @@ def _catalog(args) -> int:
     _prefect_home(catalog / ".dia-studio" / "prefect")
     from flows.catalog import narrate_catalog
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
     state = narrate_catalog(catalog=str(catalog), draft=args.draft, out=args.out, store=args.store,
-                            model=args.model, deployment=args.deployment, return_state=True)
+                            model=args.model, deployment=args.deployment, codec=args.codec, device=args.device,
+                            batch_size=args.batch_size, fast_path=args.fast_path, return_state=True)
     return _report(state, Path(args.out) if args.out else catalog)
 
 

@@ -135,11 +135,11 @@ def _run_name() -> str:
 @flow(name="produce", flow_run_name=_run_name, log_prints=True)
 def produce(project: str, draft: bool = False, out: str | None = None, chapters: list[int] | None = None,
             model: str | None = None, codec: str | None = None, store: str | None = None,
-            device: str | None = None, batch_size: int | None = None) -> str:
+            device: str | None = None, batch_size: int | None = None, fast_path: str | None = None) -> str:
     """Render one project: plan -> voices -> takes (QC, regenerate) -> chapters -> book -> manifest."""
     options = asdict(RenderOptions(out_dir=out, draft=draft, model=model, codec=codec, store=store,
                                    chapters=tuple(chapters) if chapters else None, device=device,
-                                   batch_size=batch_size))
+                                   batch_size=batch_size, fast_path=fast_path))
     started_at = render.utc_now()
     job = _job(project, options)
     lock = render.acquire_project_lock(job)

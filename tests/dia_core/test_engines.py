@@ -32,3 +32,51 @@ def test_draft_engine_speaks_each_slot_in_its_voice(engine):
     assert len(one.audio) != len(two.audio) or not np.array_equal(one.audio, two.audio)
     dialogue, = engine.generate([req("[S1] Hello. [S2] Hi there. (laughs)", {"S1": "anna", "S2": "ben"})], {})
     assert len(dialogue.audio) > len(one.audio) * 0.5
+
+
+# ---- Dia engine on a tiny random checkpoint and a tiny DAC (CPU) ----------------------------------
+
+@pytest.fixture(scope="module")
+def dia(tmp_path_factory):
+    from dia_core.codec import DiaCodec
+    from dia_core.model import DiaModel
+    from tests.tiny_models import write_tiny_dac, write_tiny_dia_checkpoint
+
+    tmp = tmp_path_factory.mktemp("dia")
+    model = DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp / "ckpt", "reference", seed=2))
+    model.codec = DiaCodec.load(write_tiny_dac(tmp / "dac.pth"))
+    return model
+
+
+def _dia_requests():
+    from dia_core.params import SamplingParams
+
+    texts = ["[S1] One line.", "[S1] A second, longer line of text. [S2] And a reply.", "[S2] Third."]
+    return [TakeRequest(t, "", {"S1": "anna", "S2": "ben"}, seed, SamplingParams(max_new_tokens=520))
+            for t, seed in zip(texts, (3, 99, 12345))]
+
+
+@pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning")  # tiny config: 256 positions
+def test_dia_engine_fast_path_equals_eager_and_start_result_equals_generate(dia):
+    from dia_core.engines import DiaEngine
+    from tests.tiny_models import single_thread
+
+    requests = _dia_requests()
+    with single_thread():
+        eager = DiaEngine(dia, fast_path="off").generate(requests, {})
+        pending = DiaEngine(dia, fast_path="static").start(requests, {})
+        fast = pending.result()
+    assert len(eager) == len(fast) == 3
+    for a, b in zip(eager, fast):
+        assert a.audio.dtype == np.float32 and a.audio.size > 0 and a.audio.size % 512 == 0
+        np.testing.assert_array_equal(a.audio, b.audio)
+        assert a.hit_limit == b.hit_limit
+    assert dia._static is not None  # the static path really ran
+
+
+def test_dia_engine_rejects_unknown_fast_path(dia):
+    from dia_core.engines import DiaEngine
+    from dia_core.errors import InputError
+
+    with pytest.raises(InputError, match="fast_path.*off, static, inductor"):
+        DiaEngine(dia, fast_path="turbo")

@@ -1,0 +1,64 @@
+"""dia_core.render pieces that need no flow: the batch pipeline and the fast-path setting."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dia_core import render
+from dia_core.engines import ReadyTakes, Take
+from dia_core.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RecordingEngine:
+    """Records when batches are started and when their takes are collected."""
+    name, version, model_id, checksum, default_batch_size = "rec", "1", "rec", "0" * 64, 2
+
+    def __init__(self):
+        self.events = []
+
+    def start(self, requests, prompts):
+        n = sum(e[0] == "start" for e in self.events) + 1
+        self.events.append(("start", n))
+        takes = [Take(np.full(4410, 0.1, np.float32), False) for _ in requests]
+        events = self.events
+
+        class Pending:
+            def result(self):
+                events.append(("result", n))
+                return takes
+        return Pending()
+
+    def generate(self, requests, prompts):
+        return self.start(requests, prompts).result()
+
+
+@pytest.fixture
+def job(tmp_path):
+    shutil.copytree(ROOT / "projects" / "short-audiobook", tmp_path / "book")
+    return render.open_job(tmp_path / "book" / "project.yaml",
+                           render.RenderOptions(draft=True, store=str(tmp_path / "store"), batch_size=2))
+
+
+def test_next_batch_is_generated_before_the_previous_one_is_collected(job):
+    engine = job._engine = RecordingEngine()
+    segments = job.plan.segments[:5]  # 3 batches of 2, 2, 1
+    work = [(s, s.seed) for s in segments]
+    keys = {s.id: f"{i:064x}" for i, s in enumerate(segments)}
+    render._generate_missing(job, work, keys, {}, attempt=1, log=lambda m: None)
+    assert engine.events == [("start", 1), ("start", 2), ("result", 1), ("start", 3), ("result", 2),
+                             ("result", 3)]
+    assert all(job.store.get(k) is not None for k in keys.values())  # every take stored
+
+
+def test_fast_path_mode_from_option_then_environment(monkeypatch):
+    monkeypatch.delenv("DIA_STUDIO_FAST_PATH", raising=False)
+    assert render.fast_path_mode(render.RenderOptions()) == "off"
+    monkeypatch.setenv("DIA_STUDIO_FAST_PATH", "static")
+    assert render.fast_path_mode(render.RenderOptions()) == "static"
+    assert render.fast_path_mode(render.RenderOptions(fast_path="inductor")) == "inductor"
+    monkeypatch.setenv("DIA_STUDIO_FAST_PATH", "fast")
+    with pytest.raises(InputError, match="DIA_STUDIO_FAST_PATH.*got 'fast'"):
+        render.fast_path_mode(render.RenderOptions())
