@@ -22,7 +22,11 @@ For each chapter:
 What Dia sees for a segment is ``dia_text(prompt_text, text)``: the prompt transcript, one space,
 then ``text``. The audio prompt is the [S1] voice's prompt audio followed by the [S2] voice's
 (seed-only voices use their generated calibration line). Nothing is appended to work around
-Dia's truncated endings; ``text`` holds exactly the manuscript words.
+Dia's truncated endings; ``text`` holds exactly the manuscript words (lexicon applied).
+
+Captions show the manuscript's own spelling: every piece also carries ``display`` text, the slice of
+the block's original (pre-lexicon) text that its respelled words came from (see ``_display_pieces``),
+which becomes ``Turn.display_text`` and ``PlannedSegment.display_text``. Neither affects segment ids.
 """
 from __future__ import annotations
 
@@ -64,10 +68,18 @@ class Turn:
     slot: str         # "S1" | "S2"
     voice: str
     character: str    # display name: the character, "Narrator", or the voice for raw lines
-    text: str
+    text: str         # what Dia reads (lexicon applied)
+    display_text: str | None = None   # the manuscript's words (lexicon not applied), for captions
+
+    @property
+    def caption_text(self) -> str:
+        return self.text if self.display_text is None else self.display_text
 
     def to_json(self) -> dict:
-        return {"slot": self.slot, "voice": self.voice, "character": self.character, "text": self.text}
+        out = {"slot": self.slot, "voice": self.voice, "character": self.character, "text": self.text}
+        if self.display_text is not None:
+            out["display_text"] = self.display_text
+        return out
 
 
 @dataclass
@@ -86,6 +98,7 @@ class PlannedSegment:
     text_bytes: int = 0          # UTF-8 bytes of dia_text(prompt_text, text)
     prompt_frames: int = 0       # frames of the two-voice audio prompt
     decoder_positions: int = 0   # BOS + prompt frames + estimated frames + MAX_DELAY
+    display_text: str = ""       # ``text`` with the manuscript's spelling (lexicon not applied)
 
     @property
     def max_new_tokens(self) -> int:
@@ -93,7 +106,8 @@ class PlannedSegment:
 
     def to_json(self) -> dict:
         return {
-            "id": self.id, "text": self.text, "prompt_text": self.prompt_text, "slots": dict(self.slots),
+            "id": self.id, "text": self.text, "display_text": self.display_text, "prompt_text": self.prompt_text,
+            "slots": dict(self.slots),
             "est_seconds": self.est_seconds, "source": self.source.to_json(), "boundary": self.boundary,
             "turns": [t.to_json() for t in self.turns], "seed": self.seed, "sampling": self.sampling.to_dict(),
             "text_bytes": self.text_bytes, "prompt_frames": self.prompt_frames,
@@ -154,6 +168,60 @@ def compile_lexicon(lexicon: dict[str, str]):
     return apply
 
 
+def compile_lexicon_spans(lexicon: dict[str, str]):
+    """Return a function mapping ``s`` to where each non-space character of ``compile_lexicon(lexicon)(s)``
+    came from in ``s``: one ``(start, end, first)`` per non-space character, in order. Characters left
+    alone map to themselves; every character of a replacement maps to the whole matched span, with
+    ``first`` true only for the replacement's first non-space character. (The whitespace that the
+    lexicon normalizes away never starts or ends a planner piece, so only non-space characters count.)
+    """
+    keys = sorted(lexicon, key=len, reverse=True)
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k) for k in keys) + r")(?!\w)") if lexicon else None
+
+    def spans(s: str) -> list[tuple[int, int, bool]]:
+        out: list[tuple[int, int, bool]] = []
+        pos = 0
+        for m in (rx.finditer(s) if rx else ()):
+            out.extend((i, i + 1, True) for i in range(pos, m.start()) if not s[i].isspace())
+            rep = [c for c in lexicon[m.group()] if not c.isspace()]
+            out.extend((m.start(), m.end(), i == 0) for i in range(len(rep)))
+            pos = m.end()
+        out.extend((i, i + 1, True) for i in range(pos, len(s)) if not s[i].isspace())
+        return out
+    return spans
+
+
+def _nonspace(s: str) -> int:
+    return sum(not c.isspace() for c in s)
+
+
+def _display_pieces(original: str, spans: list[tuple[int, int, bool]], texts: list[str]) -> list[str]:
+    """The original (pre-lexicon) wording of each piece of a block.
+
+    ``texts`` are the pieces the planner cut from the block's respelled text, in order; together they
+    hold every non-space character of it (cuts only drop whitespace), so the k-th non-space character
+    of the pieces is the k-th entry of ``spans``. A piece's original text runs from where its first
+    character came from to where the next piece's does, so the pieces' originals cover the block's
+    original text without gaps or overlaps. A cut inside a replacement (one with a space or a comma
+    in it) gives the whole original word to the piece holding the replacement's start.
+    """
+    counts = [_nonspace(t) for t in texts]
+    if sum(counts) != len(spans):  # pragma: no cover - cannot happen; never let captions break a plan
+        return list(texts)
+    starts = []
+    k = 0
+    for n in counts:
+        if k < len(spans):
+            lo, hi, first = spans[k]
+            starts.append(lo if first else hi)
+        else:
+            starts.append(len(original))
+        k += n
+    starts[0] = 0
+    ends = starts[1:] + [len(original)]
+    return [original[a:b].strip() for a, b in zip(starts, ends)]
+
+
 def split_sentences(text: str) -> list[str]:
     """Split normalized text at sentence ends (., !, ?, … then a capital, digit or quote)."""
     out = []
@@ -186,7 +254,8 @@ def split_clauses(sentence: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 class _Piece:
-    __slots__ = ("voice", "character", "text", "nbytes", "seconds", "brk", "source", "paragraph", "warning")
+    __slots__ = ("voice", "character", "text", "nbytes", "seconds", "brk", "source", "paragraph", "warning",
+                 "display")
 
     def __init__(self, voice, character, text, seconds, brk, source, paragraph, warning=None):
         self.voice = voice
@@ -198,6 +267,7 @@ class _Piece:
         self.source = source
         self.paragraph = paragraph
         self.warning = warning
+        self.display = text   # the manuscript's wording of this piece (set by plan_chapter)
 
 
 class _VoiceInfo:
@@ -225,6 +295,7 @@ class _ChapterPlanner:
         self.seg = project.segmenting
         self.voices = {n: _VoiceInfo(v) for n, v in project.voices.items()}
         self.lexicon = compile_lexicon(project.lexicon)
+        self.lexicon_spans = compile_lexicon_spans(project.lexicon) if project.lexicon else None
         lo, hi = self.seg.min_seconds, self.seg.max_seconds
         self.target = lo + 0.6 * (hi - lo)
 
@@ -295,7 +366,12 @@ class _ChapterPlanner:
             text = self.lexicon(b.text)
             if not text:
                 raise InputError("text is empty after applying the lexicon", file=b.source.file, line=b.source.line)
-            pieces.extend(self.pieces_for_block(b, text, b.boundary, warnings))
+            block_pieces = self.pieces_for_block(b, text, b.boundary, warnings)
+            if self.lexicon_spans is not None and text != b.text:
+                displays = _display_pieces(b.text, self.lexicon_spans(b.text), [p.text for p in block_pieces])
+                for p, d in zip(block_pieces, displays):
+                    p.display = d
+            pieces.extend(block_pieces)
         segments: list[PlannedSegment] = []
         seen: dict[tuple, int] = {}
         for section in self.sections(pieces):
@@ -426,18 +502,20 @@ class _ChapterPlanner:
         for p in ps:
             if turns and turns[-1][0] == p.voice and turns[-1][1] == p.character:
                 turns[-1][2].append(p.text)
+                turns[-1][3].append(p.display)
             else:
-                turns.append([p.voice, p.character, [p.text]])
-        parts = []
+                turns.append([p.voice, p.character, [p.text], [p.display]])
+        parts, display_parts = [], []
         prev_voice = None
-        for voice, _, texts in turns:
+        for voice, _, texts, displays in turns:
             chunk = " ".join(texts)
-            if voice != prev_voice:
-                parts.append(TAG[slot_of[voice]] + chunk)
-            else:
-                parts.append(chunk)
+            display = " ".join(d for d in displays if d)
+            tag = TAG[slot_of[voice]] if voice != prev_voice else ""
+            parts.append(tag + chunk)
+            display_parts.append((tag + display).strip())
             prev_voice = voice
         text = " ".join(parts)
+        display_text = " ".join(d for d in display_parts if d)
         prompt_text = TAG["S1"] + s1.transcript + (" " + TAG["S2"] + s2.transcript if s2 else "")
         est = round(sum(p.seconds for p in ps), 3)
         prompt_frames = s1.prompt_frames + (s2.prompt_frames if s2 else 0)
@@ -452,10 +530,11 @@ class _ChapterPlanner:
         digest = hashlib.sha256("\x1f".join((*key, str(occurrence))).encode("utf-8")).hexdigest()[:16]
         return PlannedSegment(
             id=digest, text=text, prompt_text=prompt_text, slots=slots,
-            turns=[Turn(slot_of[v], v, c, " ".join(t)) for v, c, t in turns],
+            turns=[Turn(slot_of[v], v, c, " ".join(t), " ".join(d for d in ds if d)) for v, c, t, ds in turns],
             est_seconds=est, seed=s1.seed, sampling=s1.sampling, boundary=BOUNDARY_KIND.get(brk, brk),
             source=ps[0].source, warnings=[p.warning for p in ps if p.warning],
             text_bytes=nbytes, prompt_frames=prompt_frames, decoder_positions=positions,
+            display_text=display_text,
         )
 
 
@@ -493,4 +572,4 @@ def plan_project(project: Project, chapters=None) -> Plan:
 
 
 __all__ = ["Plan", "ChapterPlan", "PlannedSegment", "Turn", "plan_project", "plan_chapters", "dia_text",
-           "compile_lexicon", "split_sentences", "split_clauses", "PROMPT_SEPARATOR"]
+           "compile_lexicon", "compile_lexicon_spans", "split_sentences", "split_clauses", "PROMPT_SEPARATOR"]
