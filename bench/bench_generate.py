@@ -128,6 +128,41 @@ def parity_row(model, batch: int, text_bytes: int, compile) -> dict:
     return dict(batch=batch, streams_identical=equal, streams=batch, first_differing_frame=first)
 
 
+def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, compile, device: str) -> dict:
+    """DAC decode of a batch's codes, and two batches run back to back: serial (generate, decode,
+    generate, decode) vs pipelined as the render engine runs them (batch 1's decode queued on the
+    codec's side stream while batch 2 generates). On a GPU the pipelined run should approach
+    2 x generate + 1 x decode; on CPU both are serial."""
+    texts = [texts_for(batch, text_bytes), texts_for(batch, text_bytes, offset=5)]
+    kw = dict(max_new_tokens=new_tokens, compile=compile)
+    model.generate(texts[0], list(range(batch)), **kw)  # warm (graphs of this bucket)
+    sync(device)
+    t0 = time.perf_counter()
+    codes = [g.codes for g in model.generate(texts[0], list(range(batch)), **kw)]
+    sync(device)
+    gen_s = time.perf_counter() - t0
+    model.decode_batch(codes[:1])  # warm the codec
+    t0 = time.perf_counter()
+    audio = model.decode_batch(codes)
+    sync(device)
+    dec_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(2):
+        model.decode_batch([g.codes for g in model.generate(texts[i], list(range(batch)), **kw)])
+    sync(device)
+    serial_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pending = model.start_decode([g.codes for g in model.generate(texts[0], list(range(batch)), **kw)])
+    second = model.generate(texts[1], list(range(batch)), **kw)
+    pending.result()
+    model.start_decode([g.codes for g in second]).result()
+    sync(device)
+    pipelined_s = time.perf_counter() - t0
+    audio_s = sum(len(a) for a in audio) / 44100
+    return dict(batch=batch, generate_s=gen_s, dac_decode_s=dec_s, audio_s=audio_s,
+                dac_x_realtime=audio_s / dec_s, two_batches_serial_s=serial_s, two_batches_pipelined_s=pipelined_s)
+
+
 def hf_model_from(model: DiaModel, device: str, dtype: torch.dtype):
     from transformers import DiaConfig as HFDiaConfig, DiaForConditionalGeneration
 
@@ -177,6 +212,21 @@ def hf_row(hf, cfg: DiaConfig, batch: int, new_tokens: int, text_bytes: int, dev
                 warmup_s=warmup_s, peak_gib=peak_gib(device), graphs=0)
 
 
+def load_dac(smoke: bool, device: str):
+    """A random DAC with descript-audio-codec's 44.1 kHz architecture (tiny in smoke mode)."""
+    from dia_core.codec import DiaCodec
+
+    if smoke:
+        import tempfile
+
+        from tests.tiny_models import write_tiny_dac
+        return DiaCodec.load(write_tiny_dac(Path(tempfile.mkdtemp()) / "dac.pth"), device=device)
+    import dac
+
+    torch.manual_seed(0)
+    return DiaCodec(dac.DAC().to(device), checksum="random")
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
@@ -204,6 +254,15 @@ def markdown(result: dict) -> str:
         lines.append(f"Recompilation after warm-up (batch {rc['batch']}, lengths {rc['segment_lengths']}): "
                      f"{rc['new_dynamo_graphs']} new dynamo graphs, {rc['new_cuda_graph_captures']} new CUDA graph "
                      f"captures, state rebuilt: {rc['static_state_rebuilt']}")
+    for d in result.get("dac", []):
+        lines.append(f"DAC decode (batch {d['batch']}): {d['audio_s']:.1f} s of audio in {d['dac_decode_s']:.2f} s "
+                     f"({d['dac_x_realtime']:.0f}x realtime); two batches generate+decode: serial "
+                     f"{d['two_batches_serial_s']:.2f} s, pipelined {d['two_batches_pipelined_s']:.2f} s "
+                     f"(one generate: {d['generate_s']:.2f} s)")
+    for e in result.get("errors", []):
+        lines.append(f"FAILED: {e}")
+    if not result.get("complete", True):
+        lines += ["", "**INCOMPLETE: the run stopped before every measurement was taken.**"]
     for p in result.get("parity", []):
         lines.append(f"Greedy fast vs eager (batch {p['batch']}): {p['streams_identical']}/{p['streams']} streams "
                      f"identical; first differing frame per stream: {p['first_differing_frame']}")
@@ -220,6 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--text-bytes", type=int, default=200)
     ap.add_argument("--compile", default=None, help="fast path mode: inductor (default on GPU), static, eager, ...")
     ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument("--no-dac", dest="dac", action="store_false", help="skip the DAC decode / overlap measurement")
+    ap.add_argument("--dac-batch", type=int, default=32, help="batch size of the DAC / overlap measurement")
     args = ap.parse_args(argv)
 
     smoke = args.smoke
@@ -231,44 +292,74 @@ def main(argv=None) -> int:
     batches = [int(b) for b in (args.batch_sizes or ("1,4" if smoke else "1,8,32,64")).split(",")]
     new_tokens = args.new_tokens or (500 if smoke else 1024)  # smoke: capped to 128 positions
     hf_tokens = args.hf_new_tokens or (64 if smoke else 256)
-    compile = args.compile or ("static" if smoke else "inductor")
+    compile = args.compile or "static"  # inductor: a second run (its compiles can take minutes per bucket)
     compile = True if compile == "inductor" else compile
     warnings.filterwarnings("ignore", message=".*exceeds the decoder.*")
     if smoke:
         torch.set_num_threads(1)
 
     model = build_model(cfg, device, dtype)
+    if args.dac:
+        model.codec = load_dac(smoke, device)
     n_params = sum(p.numel() for p in model.parameters())
     result = dict(smoke=smoke, date=dt.date.today().isoformat(), device=device_name(device), torch=torch.__version__,
                   model=f"{'tiny' if smoke else 'Dia 1.6B'} random weights ({n_params / 1e6:.1f}M params)",
                   dtype=str(dtype).removeprefix("torch."), compile=str(compile), text_bytes=args.text_bytes,
-                  new_tokens=new_tokens, rows=[], recompile_checks=[], parity=[])
-    for b in batches:
-        row = ours_row(model, b, new_tokens, args.text_bytes, compile, device)
-        result["rows"].append(row)
-        print(f"ours batch {b}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
-        if b == batches[0]:
-            result["recompile_checks"].append(recompile_check(model, b, new_tokens, args.text_bytes, compile))
-    result["parity"].append(parity_row(model, min(8, max(batches)), args.text_bytes, compile))
-    gen.release_static(model)
-    if not args.no_transformers:
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        hf = hf_model_from(model, device, dtype)
-        del model
-        result["rows"].append(hf_row(hf, cfg, 1, hf_tokens, args.text_bytes, device))
-        ours1 = [r for r in result["rows"] if r["engine"] == "ours" and r["batch"] == 1]
-        if ours1:
-            result["speedup_single_stream_vs_transformers"] = ours1[0]["tokens_per_s"] / result["rows"][-1]["tokens_per_s"]
-
+                  new_tokens=new_tokens, rows=[], recompile_checks=[], parity=[], dac=[], errors=[],
+                  complete=False)
     slug = "cpu-smoke" if smoke else re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+    mode = "" if smoke else "-" + ("inductor" if compile is True else str(compile))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{slug}-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    stem.with_suffix(".md").write_text(table)
-    print(table)
+    stem = out / f"{slug}-{result['date']}{mode}"
+
+    def save() -> None:  # after every measurement: a run cut off by a time limit keeps what it measured
+        hf_rows = [r for r in result["rows"] if r["engine"] == "transformers"]
+        ours1 = [r for r in result["rows"] if r["engine"] == "ours" and r["batch"] == 1]
+        if hf_rows and ours1:
+            result["speedup_single_stream_vs_transformers"] = ours1[0]["tokens_per_s"] / hf_rows[0]["tokens_per_s"]
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        stem.with_suffix(".md").write_text(markdown(result))
+
+    def measure(what: str, fn, into: str | None = None):
+        try:
+            value = fn()
+        except Exception as e:  # e.g. out of memory at the largest batch: record it, go on
+            result["errors"].append(f"{what}: {type(e).__name__}: {str(e)[:300]}")
+            print(f"{what} failed: {type(e).__name__}: {e}", flush=True)
+            if device.startswith("cuda"):
+                gen.release_static(model)
+                torch.cuda.empty_cache()
+            value = None
+        if value is not None and into:
+            result[into].append(value)
+        save()
+        return value
+
+    # The peer first, so a run cut off by a time limit still has the comparison.
+    if not args.no_transformers:
+        hf = measure("transformers weights", lambda: hf_model_from(model, device, dtype))
+        if hf is not None:
+            measure("transformers", lambda: hf_row(hf, cfg, 1, hf_tokens, args.text_bytes, device), "rows")
+            del hf
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    for b in batches:
+        row = measure(f"ours batch {b}", lambda: ours_row(model, b, new_tokens, args.text_bytes, compile, device),
+                      "rows")
+        if row:
+            print(f"ours batch {b}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
+        if b == batches[0]:
+            measure("recompile check", lambda: recompile_check(model, b, new_tokens, args.text_bytes, compile),
+                    "recompile_checks")
+    measure("parity", lambda: parity_row(model, min(8, max(batches)), args.text_bytes, compile), "parity")
+    if args.dac:
+        b = min(args.dac_batch, max(batches))
+        measure("dac", lambda: dac_overlap_row(model, b, new_tokens, args.text_bytes, compile, device), "dac")
+    gen.release_static(model)
+    result["complete"] = True
+    save()
+    print(markdown(result))
     print(f"wrote {stem}.json and {stem}.md")
     return 0
 

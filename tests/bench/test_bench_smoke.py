@@ -22,6 +22,9 @@ def test_bench_generate_smoke(tmp_path):
     assert result["recompile_checks"][0]["new_dynamo_graphs"] == 0
     assert result["parity"][0]["streams_identical"] == result["parity"][0]["streams"]
     assert "SMOKE RUN" in proc.stdout
+    assert result["complete"] is True and result["errors"] == []
+    (dac,) = result["dac"]
+    assert dac["audio_s"] > 0 and dac["dac_decode_s"] > 0 and dac["two_batches_pipelined_s"] > 0
 
 
 def test_bench_e2e_smoke(tmp_path, subprocess_env):
