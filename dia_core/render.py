@@ -499,6 +499,10 @@ def _jsonable(obj):
 # Book and project manifest
 
 def export_book(job: Job, chapters: list[dict]) -> dict | None:
+    """The M4B from the chapters' float masters, checked after writing (export.export_m4b_checked):
+    container (AAC, 44.1 kHz mono, markers, duration, tags, cover) and each chapter slice and the
+    whole book against the delivery profile, a peak over the limit corrected by one re-encode.
+    The verdict is ``book["check"]`` (passed, failures, measurements, chapters, ...)."""
     from .audio import export
 
     settings = job.project.delivery
@@ -506,13 +510,15 @@ def export_book(job: Job, chapters: list[dict]) -> dict | None:
         return None
     p = job.project
     faults.hit("book")
-    path, marks = export.export_m4b(
+    path, marks, report = export.export_m4b_checked(
         [Path(c["master"]) for c in chapters], [c["title"] for c in chapters],
-        job.out_dir / f"{job.project.root.name}.m4b",
+        job.out_dir / f"{job.project.root.name}.m4b", settings,
         {"title": p.title, "author": p.author, "narrator": p.narrator, "genre": p.genre,
-         "description": p.description}, p.cover)
+         "description": p.description}, p.cover, bitrate_kbps=settings.aac_bitrate_kbps)
+    check = {k: v for k, v in report.to_dict().items() if k != "path"}   # the book entry has the path
     return {"path": str(path), "chapters": [{"title": c["title"], "start_ms": s, "end_ms": e}
-                                            for c, (s, e) in zip(chapters, marks)]}
+                                            for c, (s, e) in zip(chapters, marks)],
+            "check": _jsonable(check)}
 
 
 def inputs_hash(project, options: RenderOptions) -> str:
@@ -544,11 +550,13 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
         "narrator": p.narrator, "profile": p.delivery.profile, "strict": p.delivery.strict,
         "chapters": chapter_entries,
         "book_files": [manifest.file_entry(book["path"], relative_to=job.out_dir)] if book else [],
+        "book": {"path": Path(book["path"]).relative_to(job.out_dir).as_posix(), "check": book["check"]}
+        if book and "check" in book else None,
         "model": {"engine": job.engine.name, "id": job.engine.model_id, "checksum": job.engine.checksum},
         "software": {"name": "dia-studio", "version": __version__},
         "started_at": started_at, "finished_at": manifest.utc_now(),
         "inputs_hash": inputs_hash(p, job.options),
-        "passed": all(c["passed"] for c in chapters),
+        "passed": all(c["passed"] for c in chapters) and (book or {}).get("check", {}).get("passed", True),
         "complete": True,
     }
     faults.hit("project-manifest")

@@ -185,5 +185,14 @@ def _summary(job: render.Job, chapters: list[dict], book: dict | None) -> str:
         lines.append(f'| {c["id"]} {c["title"]} | {c["duration_s"]:.1f} s | {f("integrated_lufs", "LUFS")} | '
                      f'{f("rms_db", "dB")} | {f("true_peak_dbtp", "dBTP")} | {f("noise_floor_db", "dB")} | {verdict} |')
     if book:
-        lines += ["", f"Book: `{book['path']}` with {len(book['chapters'])} chapter markers."]
+        check = book.get("check")
+        if check is None:
+            verdict = "not checked"
+        else:
+            bm = check["measurements"]
+            verdict = (("pass" if check["passed"] else "FAIL: " + "; ".join(check["failures"]))
+                       + f" (RMS {bm['rms_db']:.1f} dB, true peak {bm['true_peak_dbtp']:.1f} dBTP, "
+                         f"sample peak {bm['sample_peak_dbfs']:.1f} dBFS"
+                       + (", peak-corrected re-encode" if check.get("corrected") else "") + ")")
+        lines += ["", f"Book: `{book['path']}` with {len(book['chapters'])} chapter markers; M4B check: {verdict}."]
     return "\n".join(lines)
