@@ -57,7 +57,8 @@ def gpu_slot(device: str | None):
 
         name = f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
         _ensure_limit(name)
-        # 60 s is the server's shortest lease: a render killed with -9 frees the slot after it.
+        # 60 s is the server's shortest lease; a render killed with -9 loses the slot 15-75 s later
+        # (the server's lease repossessor; tests/flows/test_gpu_slot_lease.py).
         limit = concurrency(name, occupy=1, strict=True, lease_duration=60)
     with limit, render.gpu_lock(device):
         yield

@@ -50,7 +50,7 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
         logs.append(log)
     try:
         states = narrate_catalog(catalog=str(catalog), draft=True, out=str(out), store=str(store),
-                                 deployment="produce/gpu")
+                                 deployment="produce/gpu", batch_size=1)
     finally:
         for w in workers:
             w.terminate()
@@ -71,6 +71,7 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
     projects = sorted(Path(r.parameters["project"]).parent.name for r in runs)
     assert projects == ["book-a", "book-b"]  # each project exactly once
     assert all(r.state.is_completed() for r in runs)
+    assert all(r.parameters["batch_size"] == 1 for r in runs)  # engine settings reach every run
 
     records = [json.loads(p.read_text()) for p in store.rglob("take.json")]
     by_run: dict[str, set] = {}
