@@ -9,16 +9,11 @@ import torch
 from dia_core.codec import DiaCodec
 from dia_core.errors import InputError
 from dia_core.model import AudioPrompt, DiaModel
-from tests.tiny_models import single_thread, write_tiny_dac, write_tiny_dia_checkpoint
+from tests.tiny_models import write_tiny_dac, write_tiny_dia_checkpoint
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
-              pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+              pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

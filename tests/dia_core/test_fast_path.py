@@ -6,26 +6,16 @@ import torch
 
 import dia_core.generate as gen
 from dia_core.codec import DiaCodec
-from dia_core.model import AudioPrompt, DiaModel
-from tests.tiny_models import single_thread, write_tiny_dac, write_tiny_dia_checkpoint
+from dia_core.model import AudioPrompt
+from tests.tiny_models import write_tiny_dac
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]  # `model`: tests/dia_core/conftest.py
 PROMPT = torch.randint(0, 1024, (10, 9), generator=torch.Generator().manual_seed(4))
 TEXTS = ["[S2] A much longer segment of text that pads the encoder batch by quite a lot more bytes.",
          "[S1] Short one.", "[S2] Middle length text here."]
 PROMPTS = [AudioPrompt(PROMPT, "[S1] Prompt words."), None, AudioPrompt(PROMPT[:4], "[S2] Other.")]
 SEEDS = [7, 1234, 5]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp_path_factory.mktemp("m"), "reference", seed=1))
 
 
 @pytest.fixture(autouse=True)

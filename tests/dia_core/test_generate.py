@@ -7,24 +7,13 @@ from dia_core.errors import InputError
 from dia_core.generate import (build_requests, counter_uniforms, delay_codes, eos_countdown, sample_tokens,
                                split_seed, undelay_codes)
 from dia_core.model import AudioPrompt, DiaModel
-from tests.tiny_models import single_thread, write_tiny_dia_checkpoint
 
 # The tiny config has 256 decoder positions, so max_new_tokens (>= 500) is always capped, with a warning.
-pytestmark = pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]  # `model`: tests/dia_core/conftest.py
 DELAYS = [0, 8, 9, 10, 11, 12, 13, 14, 15]
 EOS, PAD, BOS = 1024, 1025, 1026
 PROMPT = torch.randint(0, 1024, (10, 9), generator=torch.Generator().manual_seed(4))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp_path_factory.mktemp("m"), "reference", seed=1))
 
 
 def same(a, b):

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from dia_core.generate import delay_codes, undelay_codes
 from dia_core.model import DiaModel
 from dia_core.tokenizer import encode_batch, encode_text
-from tests.tiny_models import single_thread, tiny_config, to_reference_layout, write_tiny_dia_checkpoint
+from tests.tiny_models import tiny_config, to_reference_layout, write_tiny_dia_checkpoint
 
 transformers = pytest.importorskip("transformers")  # declared in the [test] extra
 from transformers import DiaConfig as HFDiaConfig, DiaForConditionalGeneration  # noqa: E402
@@ -17,13 +17,8 @@ from transformers.models.dia.configuration_dia import DiaDecoderConfig, DiaEncod
 TEXTS = ["[S1] Hello there, how are you doing today? [S2] Fine.", "[S2] Hi."]
 EOS, PAD, BOS = 1024, 1025, 1026
 # The tiny config has 256 decoder positions, so max_new_tokens=500 is capped (with a warning).
-pytestmark = pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
