@@ -60,6 +60,8 @@ class SegmentingSettings:
 
 @dataclass(frozen=True)
 class QCSettings:
+    """Manifest ``qc:``. The one source of the QC defaults: dia_core.audio.qc.QCThresholds takes its
+    duration_ratio_min/max and max_internal_silence_s defaults from here."""
     max_attempts: int = 3
     duration_ratio_min: float = 0.5
     duration_ratio_max: float = 2.0

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..params import SAMPLE_RATE
+from ..project import QCSettings
 from .io import as_float_mono, db, undb
 
 __all__ = ["QCResult", "QCThresholds", "check_segment", "expected_seconds", "longest_internal_silence"]
@@ -31,11 +32,16 @@ MIN_ACTIVE_S = 0.2
 CHARS_PER_SECOND = 14.0     # Dia speaks roughly 13-16 characters/s at speed 1.0 (English)
 
 
+_DEFAULTS = QCSettings()
+
+
 @dataclass(frozen=True)
 class QCThresholds:
-    duration_ratio_min: float = 0.5
-    duration_ratio_max: float = 2.0
-    max_internal_silence_s: float = 2.0
+    """The QC limits without the retry count. Defaults come from the manifest's QCSettings (the one
+    source; it lives in dia_core.project, which must stay numpy-free, so the import points this way)."""
+    duration_ratio_min: float = _DEFAULTS.duration_ratio_min
+    duration_ratio_max: float = _DEFAULTS.duration_ratio_max
+    max_internal_silence_s: float = _DEFAULTS.max_internal_silence_s
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def check_segment(audio: np.ndarray, *, expected_seconds: float, hit_limit: bool
                   max_internal_silence_s: float | None = None) -> QCResult:
     """QC one generated segment. ``settings`` is any object with duration_ratio_min,
     duration_ratio_max and max_internal_silence_s (e.g. the project's QCSettings); keyword
-    arguments override it; defaults 0.5 / 2.0 / 2.0."""
+    arguments override it; defaults: QCThresholds()."""
     base = settings or QCThresholds()
     rmin = duration_ratio_min if duration_ratio_min is not None else float(base.duration_ratio_min)
     rmax = duration_ratio_max if duration_ratio_max is not None else float(base.duration_ratio_max)
