@@ -42,6 +42,6 @@ class DeliverySettings:
     mp3_bitrate_kbps: int = 192
     room_tone_db: float = -70.0          # level of the generated room tone (dBFS RMS)
     pcm_bits: int = 24                   # PCM size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
-    aac_bitrate_kbps: int = 64           # m4b (AAC, mono) bit rate
+    aac_bitrate_kbps: int = 96           # m4b (AAC, mono); at 64 the encode lifts speech peaks ~0.5 dB
     pauses: Pauses = field(default_factory=Pauses)
     trim: Trim = field(default_factory=Trim)

@@ -565,10 +565,12 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
     return path
 
 
-def check_strict(job: Job, chapters: list[dict]) -> None:
-    """A strict profile fails the run when a chapter misses it (after everything is written)."""
-    failed = [c for c in chapters if not c["passed"]]
+def check_strict(job: Job, chapters: list[dict], book: dict | None = None) -> None:
+    """A strict profile fails the run when a chapter or the M4B misses it (after everything is written)."""
+    failed = [f"{c['id']}: {', '.join(c['failures'])}" for c in chapters if not c["passed"]]
+    check = (book or {}).get("check")
+    if check is not None and not check["passed"]:
+        failed.append(f"{Path(book['path']).name}: {', '.join(check['failures'])}")
     if failed and job.project.delivery.strict:
-        lines = "; ".join(f"{c['id']}: {', '.join(c['failures'])}" for c in failed)
         raise DeliveryFailed(f"{job.project.manifest_path}: delivery profile "
-                             f"{job.project.delivery.profile!r} not met (strict): {lines}")
+                             f"{job.project.delivery.profile!r} not met (strict): {'; '.join(failed)}")

@@ -152,7 +152,7 @@ def produce(project: str, draft: bool = False, out: str | None = None, chapters:
                     project, options, c["id"], outcomes) for c in planned]
         book = book_task(project, options, finished)
         manifest = manifest_task(project, options, finished, book, started_at)
-        render.check_strict(job, finished)
+        render.check_strict(job, finished, book)
         return manifest
     finally:
         lock.release()

@@ -62,3 +62,18 @@ def test_fast_path_mode_from_option_then_environment(monkeypatch):
     monkeypatch.setenv("DIA_STUDIO_FAST_PATH", "fast")
     with pytest.raises(InputError, match="DIA_STUDIO_FAST_PATH.*got 'fast'"):
         render.fast_path_mode(render.RenderOptions())
+
+
+def test_strict_profile_fails_on_a_failing_m4b_check():
+    from types import SimpleNamespace
+
+    def job(strict):
+        return SimpleNamespace(project=SimpleNamespace(manifest_path="p/project.yaml", delivery=SimpleNamespace(
+            strict=strict, profile="acx")))
+    chapters = [{"id": "chapter-01", "passed": True, "failures": []}]
+    book = {"path": "out/book.m4b", "check": {"passed": False, "failures": ["true peak -2.1 dBTP > -3.0"]}}
+    with pytest.raises(render.DeliveryFailed, match=r"book\.m4b: true peak -2\.1 dBTP"):
+        render.check_strict(job(True), chapters, book)
+    render.check_strict(job(False), chapters, book)  # not strict: recorded in the manifest only
+    render.check_strict(job(True), chapters, {"path": "out/book.m4b", "check": {"passed": True, "failures": []}})
+    render.check_strict(job(True), chapters, None)
