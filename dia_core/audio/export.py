@@ -39,22 +39,39 @@ __all__ = ["to_pcm", "export_chapter", "export_m4b", "export_m4b_checked", "veri
 CHAPTER_FORMATS = ("wav", "flac", "mp3")
 
 
-def to_pcm(audio: np.ndarray, bits: int = 24, seed: int = 0) -> tuple[bytes, int]:
-    """Float [-1, 1) to little-endian PCM bytes and pydub sample width.
+_PCM_CHUNK = 1 << 20   # samples converted at a time
+
+
+def to_pcm(audio: np.ndarray, bits: int = 24, seed: int = 0, *, gain_db: float = 0.0) -> tuple[bytearray, int]:
+    """Float [-1, 1) to little-endian PCM bytes (a bytearray) and pydub sample width.
 
     24-bit is returned left-aligned in 32-bit words (sample width 4; the encoder is told 24 bits);
     16-bit gets TPDF dither (sum of two uniform +/-0.5 LSB) before rounding. Values are clamped
-    to the integer range (the limiter keeps real peaks far below; this only guards rounding)."""
-    x = as_float_mono(audio).astype(np.float64)
+    to the integer range (the limiter keeps real peaks far below; this only guards rounding).
+    ``gain_db`` multiplies the float32 samples by ``float32(undb(gain_db))`` first.
+    Converted a chunk at a time into the output buffer (no float64 copy of the whole chapter);
+    the dither's two uniform draws are the stream positions [0, n) and [n, 2n) of ``seed``."""
+    if bits not in (16, 24):
+        raise InputError(f"pcm_bits must be 16 or 24, got {bits}", field="delivery.pcm_bits")
+    x = as_float_mono(audio)
+    n = len(x)
+    width = 2 if bits == 16 else 4
+    buf = bytearray(n * width)
+    q = np.frombuffer(buf, dtype="<i2" if bits == 16 else "<i4")
     if bits == 16:
-        scale = 32767.0
-        rng = np.random.default_rng(seed)
-        x = x * scale + (rng.random(len(x)) - rng.random(len(x)))
-        return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes(), 2
-    if bits == 24:
-        q = np.clip(np.round(x * 8388607.0), -8388608, 8388607).astype(np.int64)
-        return (q << 8).astype("<i4").tobytes(), 4
-    raise InputError(f"pcm_bits must be 16 or 24, got {bits}", field="delivery.pcm_bits")
+        rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+        rng_b.bit_generator.advance(n)   # one 64-bit draw per uniform double
+    for s in range(0, n, _PCM_CHUNK):
+        c = x[s:s + _PCM_CHUNK]
+        if gain_db:
+            c = c * np.float32(undb(gain_db))
+        c = c.astype(np.float64)
+        if bits == 16:
+            c = c * 32767.0 + (rng_a.random(len(c)) - rng_b.random(len(c)))
+            q[s:s + len(c)] = np.clip(np.round(c), -32768, 32767)
+        else:
+            q[s:s + len(c)] = np.clip(np.round(c * 8388607.0), -8388608, 8388607).astype(np.int64) << 8
+    return buf, width
 
 
 def _out_path(out_stem: Path, fmt: str) -> Path:
@@ -89,7 +106,7 @@ def export_chapter(audio: np.ndarray, out_stem: str | Path, settings: DeliverySe
             if fmt == "mp3" and correct_lossy_gain:
                 delta = _lossy_gain_correction(tmp, settings)
                 if delta:
-                    _encode(audio * np.float32(undb(delta)), tmp, fmt, settings, tags, sample_rate, bits24)
+                    _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, gain_db=delta)
             faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
         out[fmt] = target
     return out
@@ -113,9 +130,10 @@ def _lossy_gain_correction(path: Path, settings: DeliverySettings) -> float:
 
 
 def _encode(audio, path: Path, fmt: str, settings: DeliverySettings, tags, sample_rate: int,
-            bits24: bool) -> None:
-    """Encode to ``path`` (a temp file of the caller's atomic_path; overwritten)."""
-    data, width = to_pcm(audio, settings.pcm_bits)
+            bits24: bool, gain_db: float = 0.0) -> None:
+    """Encode ``audio`` (times ``gain_db``) to ``path`` (a temp file of the caller's atomic_path;
+    overwritten)."""
+    data, width = to_pcm(audio, settings.pcm_bits, gain_db=gain_db)
     seg = AudioSegment(data=data, sample_width=width, frame_rate=sample_rate, channels=1)
     common = ["-ar", str(sample_rate), "-ac", "1"]
     if fmt == "wav":

@@ -77,16 +77,51 @@ def trim_bounds(audio: np.ndarray, threshold_db: float, padding_ms: float,
     return start, end
 
 
+_ROOM_TONE_CHUNK = 1 << 20   # samples generated and filtered at a time (bounded memory)
+
+
+def _pink_chunks(n: int, rng: np.random.Generator, warm: int):
+    """The pink-filtered noise ``lfilter(_PINK_B, _PINK_A, rng.standard_normal(n + warm))[warm:]``,
+    yielded in consecutive float64 chunks: the normal draws continue one stream and the filter
+    state is carried from chunk to chunk, so the values are the same as the one-shot version."""
+    zi = np.zeros(len(_PINK_A) - 1)
+    done = -warm
+    while done < n:
+        m = min(_ROOM_TONE_CHUNK, n - done)
+        y, zi = lfilter(_PINK_B, _PINK_A, rng.standard_normal(m), zi=zi)
+        if done < 0:
+            y = y[-done:]
+        done += m
+        if len(y):
+            yield y
+
+
 def room_tone(n: int, level_db: float, rng: np.random.Generator) -> np.ndarray:
-    """``n`` samples of pink-ish noise whose RMS is ``level_db`` dBFS (float32)."""
+    """``n`` samples of pink-ish noise whose RMS is ``level_db`` dBFS (float32).
+
+    Generated chunk by chunk (memory: the float32 result plus one chunk): a first pass over the
+    noise measures its mean and RMS, then the generator is rewound and the same noise is drawn
+    again, centred, scaled and written out. ``rng`` ends in the same state as after one draw."""
     if n <= 0:
         return np.zeros(0, dtype=np.float32)
     warm = 4096   # let the IIR settle so the start has the same spectrum as the rest
-    white = rng.standard_normal(n + warm)
-    pink = lfilter(_PINK_B, _PINK_A, white)[warm:]
-    pink -= pink.mean()
-    rms = float(np.sqrt(np.mean(pink ** 2))) or 1.0
-    return (pink * (undb(level_db) / rms)).astype(np.float32)
+    state = rng.bit_generator.state
+    total = total_sq = 0.0
+    for y in _pink_chunks(n, rng, warm):
+        total += float(np.sum(y))
+        total_sq += float(np.dot(y, y))
+    mean = total / n
+    rms = float(np.sqrt(max(total_sq / n - mean * mean, 0.0))) or 1.0   # RMS after removing the mean
+    scale = undb(level_db) / rms
+    rng.bit_generator.state = state
+    out = np.empty(n, dtype=np.float32)
+    pos = 0
+    for y in _pink_chunks(n, rng, warm):
+        y -= mean
+        y *= scale
+        out[pos:pos + len(y)] = y
+        pos += len(y)
+    return out
 
 
 def pause_seconds(boundary: str, settings: DeliverySettings) -> float:
@@ -111,7 +146,9 @@ def stitch_chapter(pieces, settings: DeliverySettings | None = None, seed: int =
     head = int(round(settings.pauses.chapter_start * sr))
     tail = int(round(settings.pauses.chapter_end * sr))
 
-    kept: list[np.ndarray] = []
+    # First pass: trim bounds and offsets only; the pieces are added onto the room tone in place
+    # below, so no trimmed copy of the chapter is held.
+    arrays: list[np.ndarray] = []
     trims: list[tuple[int, int]] = []
     offsets: list[int] = []
     cursor = head
@@ -119,28 +156,30 @@ def stitch_chapter(pieces, settings: DeliverySettings | None = None, seed: int =
         a = as_float_mono(p.audio, name=f"segment {p.segment_id}")
         pause_seconds(p.boundary, settings)  # validates the kind
         s, e = trim_bounds(a, trim.threshold_db, trim.padding_ms, sr)
-        seg = a[s:e].copy()
         if i > 0:
             gap = int(round(pause_seconds(p.boundary, settings) * sr))
-            f_prev = min(xf, len(kept[-1]) // 2)
-            f_this = min(xf, len(seg) // 2)
+            f_prev = min(xf, (trims[-1][1] - trims[-1][0]) // 2)
+            f_this = min(xf, (e - s) // 2)
             overlap = max(0, min(f_prev, f_this) - gap)
             cursor += gap - overlap
-        f = min(xf, len(seg) // 2)
-        if f > 0:
-            ramp = _fade(f)
-            seg[:f] *= ramp
-            seg[-f:] *= ramp[::-1]
-        kept.append(seg)
+        arrays.append(a)
         trims.append((s, e))
         offsets.append(cursor)
-        cursor += len(seg)
+        cursor += e - s
     total = cursor + tail
 
     rng = np.random.default_rng(seed)
     out = room_tone(total, settings.room_tone_db, rng)
     spans: list[tuple[float, float]] = []
-    for off, seg in zip(offsets, kept):
-        out[off:off + len(seg)] += seg
-        spans.append((off / sr, (off + len(seg)) / sr))
+    for off, a, (s, e) in zip(offsets, arrays, trims):
+        n = e - s
+        f = min(xf, n // 2)
+        if f > 0:   # raised-cosine fade in and out at the piece's edges
+            ramp = _fade(f)
+            out[off:off + f] += a[s:s + f] * ramp
+            out[off + f:off + n - f] += a[s + f:e - f]
+            out[off + n - f:off + n] += a[e - f:e] * ramp[::-1]
+        else:
+            out[off:off + n] += a[s:e]
+        spans.append((off / sr, (off + n) / sr))
     return StitchResult(out, spans, head / sr, tail / sr, sr, trims)
