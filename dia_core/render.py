@@ -411,8 +411,11 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
         pieces.append(stitch.StitchPiece(tempo.change_tempo(audio.load_audio(), speed), s.boundary, s.id))
     faults.hit("stitch")
     stitched = stitch.stitch_chapter(pieces, settings, seed=job.project.seed)
+    del pieces  # a long chapter is GBs: keep one copy of it alive at a time (bench/bench_finish.py)
+    spans, head_s, tail_s = stitched.spans, stitched.head_s, stitched.tail_s
     # With spans, only speech is gained: the room tone stays under the noise floor.
-    audio, loud = loudness.finish(stitched.audio, settings, spans=stitched.spans)
+    audio, loud = loudness.finish(stitched.audio, settings, spans=spans)
+    del stitched
     faults.hit("export")
     job.out_dir.mkdir(parents=True, exist_ok=True)
     files = export.export_chapter(audio, job.out_dir / chapter.id, settings)
@@ -421,7 +424,7 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
     _write_float_wav(audio, master)
 
     cues, segments = [], []
-    for s, (start_ms, end_ms) in zip(chapter.segments, manifest.segment_times_ms(stitched.spans)):
+    for s, (start_ms, end_ms) in zip(chapter.segments, manifest.segment_times_ms(spans)):
         cues += _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue)
         o = outcomes[s.id]
         segments.append({
@@ -447,7 +450,7 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
     manifest.write_chapter_manifest({
         "schema_version": manifest.SCHEMA_VERSION, "chapter_id": chapter.id, "index": chapter.index,
         "title": chapter.title, "sample_rate": SAMPLE_RATE, "duration_ms": round(duration_s * 1000),
-        "head_ms": round(stitched.head_s * 1000), "tail_ms": round(stitched.tail_s * 1000),
+        "head_ms": round(head_s * 1000), "tail_ms": round(tail_s * 1000),
         "profile": settings.profile, "files": entries, "loudness": _jsonable(loud.to_dict()),
         "created_at": manifest.utc_now(), "segments": segments,
     }, chapter_manifest)
@@ -478,7 +481,7 @@ def _turn_cues(segment, start: float, end: float, Cue) -> list:
 def _write_float_wav(audio: np.ndarray, path: Path) -> None:
     import soundfile as sf
     with atomic.atomic_path(path) as tmp:
-        sf.write(tmp, audio.astype(np.float32), 44100, subtype="FLOAT", format="WAV")
+        sf.write(tmp, audio.astype(np.float32, copy=False), 44100, subtype="FLOAT", format="WAV")
 
 
 def _jsonable(obj):
