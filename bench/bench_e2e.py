@@ -43,8 +43,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from dia_core import render  # noqa: E402
+from bench_generate import device_name, results_slug  # noqa: E402  (bench/ is this script's folder)
 from dia_core.config import DiaConfig  # noqa: E402
-from dia_core.params import FRAME_RATE, MAX_DELAY  # noqa: E402
+from dia_core.params import FAST_PATH_MODES, FRAME_RATE, MAX_DELAY  # noqa: E402
 
 EXAMPLE = ROOT / "projects" / "short-audiobook"
 
@@ -234,7 +235,7 @@ def run(args) -> dict:
     audio_s = sum(c["duration_s"] for c in manifest["chapters"])
     planned_s = sum(est.values())
     return dict(
-        smoke=smoke, date=dt.date.today().isoformat(), device=_device_name(device), torch=torch.__version__,
+        smoke=smoke, date=dt.date.today().isoformat(), device=device_name(device), torch=torch.__version__,
         model=f"{'tiny' if smoke else 'Dia 1.6B'} random weights "
               f"({sum(p.numel() for p in engine.model.parameters()) / 1e6:.1f}M params), "
               f"dtype {str(engine.model.dtype).removeprefix('torch.')}",
@@ -248,12 +249,6 @@ def run(args) -> dict:
         gpu_min_per_audio_hour_incl_load=((flow_s + load_s) / 60) / (audio_s / 3600),
         peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         work=str(work))
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({os.cpu_count()} cores, 1 torch thread)"
 
 
 def markdown(r: dict) -> str:
@@ -287,7 +282,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="planned audio to render (default 60; smoke 0)")
     ap.add_argument("--chapters", default=None, help="comma list of chapters (default all; smoke 1)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 64 on GPU, 4 in smoke")
-    ap.add_argument("--fast-path", choices=("off", "static", "inductor"), default=None,
+    ap.add_argument("--fast-path", choices=FAST_PATH_MODES, default=None,
                     help="Dia decode mode (default static on GPU, off in smoke)")
     ap.add_argument("--device", default=None, help="default cuda")
     ap.add_argument("--work", default=None, help="folder for weights, project, store and outputs (kept; "
@@ -306,7 +301,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
     result = run(args)
-    slug = "cpu-smoke" if result["smoke"] else re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+    slug = results_slug(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"e2e-{slug}-{result['date']}"

@@ -227,6 +227,11 @@ def load_dac(smoke: bool, device: str):
     return DiaCodec(dac.DAC().to(device), checksum="random")
 
 
+def results_slug(result: dict) -> str:
+    """Results file names: the GPU's name (e.g. nvidia-h100-80gb-hbm3), or cpu-smoke."""
+    return "cpu-smoke" if result["smoke"] else re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
@@ -307,7 +312,7 @@ def main(argv=None) -> int:
                   dtype=str(dtype).removeprefix("torch."), compile=str(compile), text_bytes=args.text_bytes,
                   new_tokens=new_tokens, rows=[], recompile_checks=[], parity=[], dac=[], errors=[],
                   complete=False)
-    slug = "cpu-smoke" if smoke else re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+    slug = results_slug(result)
     mode = "" if smoke else "-" + ("inductor" if compile is True else str(compile))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

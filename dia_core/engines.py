@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__, faults
 from .errors import InputError
-from .params import SAMPLE_RATE, SamplingParams
+from .params import FAST_PATH_MODES, SAMPLE_RATE, SamplingParams
 
 TURN_RE = re.compile(r"\[(S[12])\]\s*")
 CUE_RE = re.compile(r"\(([^()]*)\)")
@@ -142,7 +142,10 @@ class DraftEngine:
         return audio
 
 
-FAST_PATH_MODES = ("off", "static", "inductor")
+def check_fast_path(mode: str, field: str = "fast_path") -> str:
+    if mode not in FAST_PATH_MODES:
+        raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {mode!r}", field=field)
+    return mode
 
 
 class DiaEngine:
@@ -155,8 +158,7 @@ class DiaEngine:
     name = "dia"
 
     def __init__(self, model, default_batch_size: int = 16, fast_path: str = "off"):
-        if fast_path not in FAST_PATH_MODES:
-            raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {fast_path!r}", field="fast_path")
+        check_fast_path(fast_path)
         self.model = model
         self.version = __version__
         self.model_id = str(model.source)

@@ -72,3 +72,6 @@ def decoder_budget(max_new_tokens: int, prompt_frames: int) -> int:
     """New audio frames that fit: BOS + prompt + new frames + the 15-step delay tail must stay
     within max_new_tokens, itself capped by the decoder's 3072 positions."""
     return min(max_new_tokens, MAX_DECODER_POSITIONS) - 1 - prompt_frames - MAX_DELAY
+
+# Dia decode modes (DiaEngine, --fast-path): eager; bucketed static step (CUDA graphs on a GPU); + torch.compile.
+FAST_PATH_MODES = ("off", "static", "inductor")

@@ -19,7 +19,6 @@ from filelock import FileLock, Timeout
 
 from . import __version__, atomic, faults
 from .engines import DiaEngine, DraftEngine, Engine, OutOfMemory, TakeRequest, VoicePrompt
-from .errors import InputError
 from .params import SAMPLE_RATE
 from .audio.manifest import utc_now
 from .store import SegmentStore, canonical_hash, file_sha256
@@ -126,13 +125,10 @@ def load_engine(project, options: RenderOptions) -> Engine:
 
 def fast_path_mode(options: RenderOptions) -> str:
     """The Dia decode mode: the option, else $DIA_STUDIO_FAST_PATH (a GPU host's own setting), else off."""
-    from .engines import FAST_PATH_MODES
+    from .engines import check_fast_path
 
     mode = options.fast_path or os.environ.get("DIA_STUDIO_FAST_PATH") or "off"
-    if mode not in FAST_PATH_MODES:
-        source = "--fast-path" if options.fast_path else "DIA_STUDIO_FAST_PATH"
-        raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {mode!r}", field=source)
-    return mode
+    return check_fast_path(mode, field="--fast-path" if options.fast_path else "DIA_STUDIO_FAST_PATH")
 
 
 def _project_model(project) -> str | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dia_core import cli as core_cli
 from dia_core.errors import InputError
+from dia_core.params import FAST_PATH_MODES
 
 EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 1, 2, 3
 
@@ -43,7 +44,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="segment store folder (share it between hosts when scaling out)")
     p.add_argument("--device", help="torch device, e.g. cuda:1 (default: cuda if available)")
     p.add_argument("--batch-size", type=int, help="segments generated per batch (halved on OOM)")
-    p.add_argument("--fast-path", choices=("off", "static", "inductor"),
+    p.add_argument("--fast-path", choices=FAST_PATH_MODES,
                    help="Dia decode: off (eager), static (bucketed step, CUDA graphs on a GPU), inductor "
                         "(also torch.compile); default $DIA_STUDIO_FAST_PATH, else off")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -61,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
+def _check_engine_args(args) -> None:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
+
+
 def _render(args) -> int:
     from dia_core import render
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
+    _check_engine_args(args)
 
     options = render.RenderOptions(out_dir=args.out, draft=args.draft, model=args.model, codec=args.codec,
                                    store=args.store, chapters=args.chapters, device=args.device,
@@ -112,8 +117,7 @@ def _catalog(args) -> int:
     _prefect_home(catalog / ".dia-studio" / "prefect")
     from flows.catalog import narrate_catalog
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError(f"must be at least 1, got {args.batch_size}", field="--batch-size")
+    _check_engine_args(args)
     state = narrate_catalog(catalog=str(catalog), draft=args.draft, out=args.out, store=args.store,
                             model=args.model, deployment=args.deployment, codec=args.codec, device=args.device,
                             batch_size=args.batch_size, fast_path=args.fast_path, return_state=True)
