@@ -42,9 +42,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from dia_core import render  # noqa: E402
+from dia_core.production import jobs  # noqa: E402
+from dia_core.production.options import RenderOptions  # noqa: E402
 from bench_generate import device_name, results_slug  # noqa: E402  (bench/ is this script's folder)
-from dia_core.config import DiaConfig  # noqa: E402
+from dia_core.dia.config import DiaConfig  # noqa: E402
 from dia_core.params import FAST_PATH_MODES, FRAME_RATE, MAX_DELAY  # noqa: E402
 
 EXAMPLE = ROOT / "projects" / "short-audiobook"
@@ -70,8 +71,8 @@ def scale_manuscript(text: str, copies: int) -> str:
 
 def make_project(work: Path, minutes: float) -> tuple[Path, int]:
     """Copy the example into work/book scaled to about ``minutes`` of planned audio."""
-    from dia_core.planner import plan_project
-    from dia_core.project import load_project
+    from dia_core.script.planner import plan_project
+    from dia_core.script.project import load_project
 
     book = work / "book"
     if book.exists():
@@ -95,7 +96,7 @@ def write_checkpoint(directory: Path, config: DiaConfig, device: str) -> Path:
     config.json + model.safetensors, fp32. Channel 0's EOS logit row is zeroed (see the docstring)."""
     from safetensors.torch import save_file
 
-    from dia_core.model import DiaModel
+    from dia_core.dia.model import DiaModel
     from tests.tiny_models import to_reference_layout
 
     if (directory / "model.safetensors").is_file():
@@ -196,25 +197,25 @@ def run(args) -> dict:
     project_path, copies = make_project(work, args.minutes)
     chapters = [int(c) for c in args.chapters.split(",")] if args.chapters else None
     mode = args.fast_path or ("off" if smoke else "static")
-    options = render.RenderOptions(out_dir=str(work / "out"), model=str(ckpt), codec=str(dac_path),
-                                   store=str(work / "store"), chapters=tuple(chapters) if chapters else None,
-                                   device=device, batch_size=args.batch_size, fast_path=mode)
+    options = RenderOptions(out_dir=str(work / "out"), model=str(ckpt), codec=str(dac_path),
+                            store=str(work / "store"), chapters=tuple(chapters) if chapters else None,
+                            device=device, batch_size=args.batch_size, fast_path=mode)
     shutil.rmtree(work / "out", ignore_errors=True)
     shutil.rmtree(work / "store", ignore_errors=True)
     shutil.rmtree(project_path.parent / ".dia-studio", ignore_errors=True)
-    job = render.open_job(project_path, options)
+    job = jobs.open_job(project_path, options)
     est = {s.text: s.est_seconds for s in job.plan.segments}
 
     # Model load: once per worker process, reported apart from the flow.
     t0 = time.perf_counter()
-    engine = render.load_engine(job.project, options)
+    engine = jobs.load_engine(job.project, options)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     load_s = time.perf_counter() - t0
     wrapped = PlannedLengthEngine(engine, est)
-    for key, value in list(render._ENGINES.items()):  # the flow's load_engine finds the wrapper
+    for key, value in list(jobs._ENGINES.items()):  # the flow's load_engine finds the wrapper
         if value is engine:
-            render._ENGINES[key] = wrapped
+            jobs._ENGINES[key] = wrapped
 
     from prefect.client.orchestration import get_client
 
@@ -225,9 +226,7 @@ def run(args) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    state = produce(project=str(project_path), out=options.out_dir, store=options.store, model=options.model,
-                    codec=options.codec, device=device, batch_size=args.batch_size, fast_path=mode,
-                    chapters=chapters, return_state=True)
+    state = produce(project=str(project_path), options=options, return_state=True)
     flow_s = time.perf_counter() - t0
     if not state.is_completed():
         raise SystemExit(f"produce flow did not complete: {state}")

@@ -11,13 +11,13 @@ pause kinds, so the chapter has head/tail room tone and pauses like a real one.
 Each stage runs in a FRESH subprocess and reports ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
 (the process's peak resident set, ffmpeg children not included) and wall time:
 
-- ``stitch``:  synthesize the pieces (kept alive, as render.finish_chapter does), ``stitch_chapter``
-- ``finish``:  load the stitched chapter, ``loudness.finish(audio, settings, spans=...)``
-- ``measure``: load the finished chapter, ``loudness.measure`` (what check_audio does)
-- ``export``:  load the finished chapter, ``export.export_chapter`` to the default formats without
+- ``stitch``:  synthesize the pieces (kept alive, as delivery.finish_chapter does), ``stitch_chapter``
+- ``finish``:  load the stitched chapter, ``dynamics.finish(audio, settings, spans=...)``
+- ``measure``: load the finished chapter, ``meter.measure`` (what check_audio does)
+- ``export``:  load the finished chapter, ``encode.export_chapter`` to the default formats without
   m4b (mp3 for the default profile; m4b is a whole-book export), incl. the lossy-gain check
-- ``check``:   ``loudness.check_file`` on the exported mp3 (decode + measure)
-- ``chain`` (with --chain): all of the above in ONE process as render.finish_chapter does it
+- ``check``:   ``profiles.check_file`` on the exported mp3 (decode + measure)
+- ``chain`` (with --chain): all of the above in ONE process as delivery.finish_chapter does it
   (pieces, stitched chapter and finished chapter alive until the end, float master WAV written
   from ``audio.astype(np.float32)``, a copy)
 - ``chain-lean`` (with --chain-lean): the same, dropping what is no longer needed as a caller could
@@ -59,7 +59,7 @@ def synth_pieces(minutes: float, seed: int = 0):
     from scipy.signal import lfilter
 
     from dia_core.audio.stitch import StitchPiece
-    from dia_core.delivery import DeliverySettings
+    from dia_core.settings import DeliverySettings
 
     pauses = DeliverySettings().pauses
     rng = np.random.default_rng(seed)
@@ -110,7 +110,7 @@ def _cpu_s() -> float:
 
 
 def _settings(profile: str):
-    from dia_core.delivery import DeliverySettings
+    from dia_core.settings import DeliverySettings
     return replace(DeliverySettings(), profile=profile)
 
 
@@ -120,7 +120,7 @@ def _loud(rep) -> dict:
 
 
 def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> dict:
-    from dia_core.audio import export, loudness, stitch
+    from dia_core.audio import dynamics, encode, meter, profiles, stitch
 
     settings = _settings(profile)
     info: dict = {"stage": stage}
@@ -145,25 +145,25 @@ def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> 
         (wd / "spans.json").write_text(json.dumps(st.spans))
         info["samples"] = len(st.audio)
     elif stage == "finish":
-        y, rep = loudness.finish(audio, settings, spans=spans)
+        y, rep = dynamics.finish(audio, settings, spans=spans)
         info["wall_s"] = time.perf_counter() - t0
         np.save(wd / "finished.npy", y)
         info.update(iterations=rep.iterations, gain_db=round(rep.gain_db, 4),
                     limiter_db=round(rep.limiter_max_reduction_db, 4), after=_loud(rep))
     elif stage == "measure":
-        m = loudness.measure(audio)
+        m = meter.measure(audio)
         info["wall_s"] = time.perf_counter() - t0
         info["measurements"] = m.to_dict()
     elif stage == "export":
-        files = export.export_chapter(audio, wd / "chapter", settings)
+        files = encode.export_chapter(audio, wd / "chapter", settings)
         info["wall_s"] = time.perf_counter() - t0
         info["files"] = {k: os.path.getsize(v) for k, v in files.items()}
     elif stage == "check":
-        r = loudness.check_file(wd / "chapter.mp3", settings)
+        r = profiles.check_file(wd / "chapter.mp3", settings)
         info["wall_s"] = time.perf_counter() - t0
         info["measurements"] = r.measurements.to_dict()
         info["passed"] = r.passed
-    elif stage in ("chain", "chain-lean"):   # render.finish_chapter, in one process
+    elif stage in ("chain", "chain-lean"):   # delivery.finish_chapter, in one process
         lean = stage == "chain-lean"
         steps = {}
         t = time.perf_counter()
@@ -172,12 +172,12 @@ def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> 
             del pieces
         steps["stitch"] = [time.perf_counter() - t, _maxrss_mib()]
         t = time.perf_counter()
-        audio, rep = loudness.finish(st.audio, settings, spans=st.spans)
+        audio, rep = dynamics.finish(st.audio, settings, spans=st.spans)
         if lean:
             st = None
         steps["finish"] = [time.perf_counter() - t, _maxrss_mib()]
         t = time.perf_counter()
-        files = export.export_chapter(audio, wd / "chain", settings)
+        files = encode.export_chapter(audio, wd / "chain", settings)
         steps["export"] = [time.perf_counter() - t, _maxrss_mib()]
         t = time.perf_counter()
         import soundfile as sf
@@ -185,7 +185,7 @@ def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> 
         steps["master"] = [time.perf_counter() - t, _maxrss_mib()]
         t = time.perf_counter()
         primary = next((files[f] for f in ("mp3", "flac", "wav") if f in files), None)
-        r = loudness.check_file(primary, settings)
+        r = profiles.check_file(primary, settings)
         steps["check"] = [time.perf_counter() - t, _maxrss_mib()]
         info["wall_s"] = time.perf_counter() - t0
         info["steps"] = {k: [round(v[0], 2), round(v[1], 1)] for k, v in steps.items()}

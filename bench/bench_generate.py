@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import dia_core.generate as gen  # noqa: E402
-from dia_core.config import DiaConfig  # noqa: E402
-from dia_core.generate import delay_codes  # noqa: E402
-from dia_core.model import DiaModel  # noqa: E402
+import dia_core.dia.generate as gen  # noqa: E402
+from dia_core.dia.config import DiaConfig  # noqa: E402
+from dia_core.dia.generate import delay_codes  # noqa: E402
+from dia_core.dia.model import DiaModel  # noqa: E402
 from dia_core.params import FRAME_RATE  # noqa: E402
-from dia_core.tokenizer import encode_batch, encode_text  # noqa: E402
+from dia_core.dia.tokenizer import encode_batch, encode_text  # noqa: E402
 
 WORDS = ("the lighthouse stood alone at the edge of the harbour and every night its lamp turned slowly over "
          "the dark water while the keeper wrote letters she never sent").split()
@@ -214,7 +214,7 @@ def hf_row(hf, cfg: DiaConfig, batch: int, new_tokens: int, text_bytes: int, dev
 
 def load_dac(smoke: bool, device: str):
     """A random DAC with descript-audio-codec's 44.1 kHz architecture (tiny in smoke mode)."""
-    from dia_core.codec import DiaCodec
+    from dia_core.dia.codec import DiaCodec
 
     if smoke:
         import tempfile

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dia_core.manuscript import parse_project_manuscripts  # noqa: E402
-from dia_core.planner import plan_chapters  # noqa: E402
-from dia_core.project import load_project  # noqa: E402
+from dia_core.script.manuscript import parse_project_manuscripts  # noqa: E402
+from dia_core.script.planner import plan_chapters  # noqa: E402
+from dia_core.script.project import load_project  # noqa: E402
 
 WORDS = ("the a of and to in was that it he she said with for on as his her at by had from they "
          "lantern harbour island letter storm window keeper ferry morning evening water stone quietly "

@@ -10,19 +10,19 @@ __all__ = ["AudioPrompt", "DiaCodec", "DiaConfig", "DiaModel", "Generated", "Inp
 def __getattr__(name):
     # Import torch-heavy modules lazily so planning and the CLI start fast.
     if name == "DiaModel":
-        from .model import DiaModel
+        from .dia.model import DiaModel
         return DiaModel
     if name in ("AudioPrompt", "Generated"):
-        from . import model
+        from .dia import model
         return getattr(model, name)
     if name == "DiaCodec":
-        from .codec import DiaCodec
+        from .dia.codec import DiaCodec
         return DiaCodec
     if name == "DiaConfig":
-        from .config import DiaConfig
+        from .dia.config import DiaConfig
         return DiaConfig
     if name == "encode_text":
-        from .tokenizer import encode_text
+        from .dia.tokenizer import encode_text
         return encode_text
     if name == "InputError":
         from .errors import InputError

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -61,3 +62,22 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def clean_temps(directory: str | Path, *, recursive: bool = True, min_age_s: float = 0.0) -> list[Path]:
+    """Remove leftover ``.tmp-*`` files of interrupted atomic writes under ``directory``.
+
+    Call it when a run starts (no other writer is active on that directory); ``min_age_s`` skips
+    temps younger than that, for directories another live process may be writing to."""
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    pattern = "**/" + TMP_PREFIX + "*" if recursive else TMP_PREFIX + "*"
+    now = time.time()
+    removed = []
+    for p in directory.glob(pattern):
+        if p.is_file() and now - p.stat().st_mtime >= min_age_s:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed

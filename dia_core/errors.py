@@ -24,3 +24,7 @@ class InputError(Exception):
             where = self.file + (f":{self.line}" if self.line else "") + ": "
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+class OutOfMemory(Exception):
+    """The accelerator ran out of memory for this batch; the caller retries with a smaller one."""

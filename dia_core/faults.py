@@ -10,6 +10,8 @@ import errno
 import os
 import signal
 
+from .errors import OutOfMemory
+
 _counts: dict[str, int] = {}
 
 
@@ -28,7 +30,6 @@ def hit(point: str) -> None:
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "oom":
-            from .engines import OutOfMemory
             raise OutOfMemory(f"simulated out-of-memory at {point}")
         elif action == "enospc":
             raise OSError(errno.ENOSPC, f"No space left on device (simulated at {point})")

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, fields
 
 from .errors import InputError
 
+DEFAULT_REPO = "nari-labs/Dia-1.6B-0626"   # the Hugging Face repo of the weights
+
 # Decoder positions (BOS + voice prompt + new frames) and encoder positions (text bytes).
 MAX_DECODER_POSITIONS = 3072
 MAX_TEXT_BYTES = 1024
@@ -75,3 +77,9 @@ def decoder_budget(max_new_tokens: int, prompt_frames: int) -> int:
 
 # Dia decode modes (DiaEngine, --fast-path): eager; bucketed static step (CUDA graphs on a GPU); + torch.compile.
 FAST_PATH_MODES = ("off", "static", "inductor")
+
+
+def check_fast_path(mode: str, field: str = "fast_path") -> str:
+    if mode not in FAST_PATH_MODES:
+        raise InputError(f"must be one of {', '.join(FAST_PATH_MODES)}, got {mode!r}", field=field)
+    return mode

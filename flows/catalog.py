@@ -7,14 +7,16 @@ pool is free (scale-out); otherwise the projects run here, one after another, as
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dia_core import render
 from dia_core.errors import InputError
-from dia_core.render import RenderOptions
+from dia_core.production import delivery
+from dia_core.production.options import RenderOptions
+from dia_core.script.project import load_project
 from flows.produce import produce
 
 
@@ -25,10 +27,8 @@ def find_projects(catalog: str | Path) -> list[Path]:
 @task(name="changed-projects", cache_policy=NO_CACHE)
 def changed_projects(catalog: str, options: dict) -> list[str]:
     """Projects whose inputs hash differs from the one recorded in their last project manifest."""
-    from dia_core.project import load_project
-
     logger = get_run_logger()
-    opts = RenderOptions(**options)
+    opts = RenderOptions.from_dict(options)
     todo = []
     for path in find_projects(catalog):
         try:
@@ -39,7 +39,7 @@ def changed_projects(catalog: str, options: dict) -> list[str]:
         out_dir = Path(opts.out_dir) / project.root.name if opts.out_dir else project.output_dir
         manifest = out_dir / "manifest.json"
         recorded = json.loads(manifest.read_text()).get("inputs_hash") if manifest.exists() else None
-        if recorded != render.inputs_hash(project, opts):
+        if recorded != delivery.inputs_hash(project, opts):
             todo.append(str(path))
         else:
             logger.info(f"{path}: unchanged since its last delivery, skipped")
@@ -47,16 +47,13 @@ def changed_projects(catalog: str, options: dict) -> list[str]:
 
 
 @flow(name="narrate_catalog", log_prints=True)
-def narrate_catalog(catalog: str, draft: bool = False, out: str | None = None, store: str | None = None,
-                    model: str | None = None, deployment: str | None = None, codec: str | None = None,
-                    device: str | None = None, batch_size: int | None = None,
-                    fast_path: str | None = None) -> dict[str, str]:
-    """Produce the changed projects of a catalog; returns {project: final state}. The engine
-    settings (codec, device, batch size, fast path) are passed on to every project's run."""
-    options = {"draft": draft, "out_dir": out, "store": store, "model": model}
-    todo = changed_projects(catalog, options)
-    params = {"draft": draft, "out": out, "store": store, "model": model, "codec": codec, "device": device,
-              "batch_size": batch_size, "fast_path": fast_path}
+def narrate_catalog(catalog: str, options: RenderOptions | None = None,
+                    deployment: str | None = None) -> dict[str, str]:
+    """Produce the changed projects of a catalog; returns {project: final state}. The options (engine
+    settings included) are passed on to every project's run."""
+    options = options or RenderOptions()
+    todo = changed_projects(catalog, options.to_dict())
+    params = {"options": options.to_dict()}
     states = {}
     if deployment:
         from prefect.deployments import run_deployment
@@ -67,7 +64,7 @@ def narrate_catalog(catalog: str, draft: bool = False, out: str | None = None, s
         states = {p: _wait(run.id) for p, run in runs.items()}
     else:
         for p in todo:
-            state = produce(project=p, **params, return_state=True)
+            state = produce(project=p, options=options, return_state=True)
             states[p] = state.type.value
     failed = [p for p, s in states.items() if s != "COMPLETED"]
     if failed:
@@ -76,8 +73,6 @@ def narrate_catalog(catalog: str, draft: bool = False, out: str | None = None, s
 
 
 def _wait(flow_run_id, poll_s: float = 2.0) -> str:
-    import time
-
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:

@@ -1,32 +1,32 @@
-"""`produce`: render one project. The recipe reads top to bottom; the work is in dia_core.render.
+"""`produce`: render one project. The recipe reads top to bottom; the work is in dia_core.production.
 
 Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them as inputs).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
-from dataclasses import asdict
-from typing import Callable
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
 
-from dia_core import render
-from dia_core.render import RenderOptions
+from prefect.runtime import flow_run
 
-# In-process observers of segment progress (the CLI's progress bar); Prefect sees the artifact.
-PROGRESS_LISTENERS: list[Callable[[int, int], None]] = []
+from dia_core.production import delivery, jobs, manifests, takes
+from dia_core.production.options import ProgressFn, RenderOptions
 
 
-def _job(project: str, options: dict) -> render.Job:
-    """Open the job once per process: planning is cheap, but the engine must load only once."""
-    key = (project, tuple(sorted(options.items(), key=str)))
+def _job(project: str, options: dict) -> jobs.Job:
+    """Open the job once per process: planning is cheap, but the engine must load only once.
+    Tasks get the options as a dict (JSON, as Prefect records task parameters)."""
+    opts = RenderOptions.from_dict(options)
+    key = (project, opts)
     if key not in _JOBS:
-        opts = RenderOptions(**{**options, "chapters": tuple(options["chapters"]) if options.get("chapters") else None})
-        _JOBS[key] = render.open_job(project, opts)
+        _JOBS[key] = jobs.open_job(project, opts)
     return _JOBS[key]
 
 
@@ -60,7 +60,7 @@ def gpu_slot(device: str | None):
         # 60 s is the server's shortest lease; a render killed with -9 loses the slot 15-75 s later
         # (the server's lease repossessor; tests/flows/test_gpu_slot_lease.py).
         limit = concurrency(name, occupy=1, strict=True, lease_duration=60)
-    with limit, render.gpu_lock(device):
+    with limit, jobs.gpu_lock(device):
         yield
 
 
@@ -79,29 +79,29 @@ def _ensure_limit(name: str) -> None:
 
 
 @task(name="generate-takes", cache_policy=NO_CACHE)
-def generate_task(project: str, options: dict) -> str:
+def generate_task(project: str, options: dict, on_progress: ProgressFn | None = None) -> str:
     job = _job(project, options)
     logger = get_run_logger()
     progress_id = create_progress_artifact(0.0, key=_artifact_key(job, "progress"),
                                            description=f"{job.project.title}: segments finished")
 
-    def on_progress(done: int, total: int) -> None:
+    def progress(done: int, total: int) -> None:
         update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
-        for listener in PROGRESS_LISTENERS:
-            listener(done, total)
+        if on_progress is not None:
+            on_progress(done, total)
 
-    prompts = render.prepare_voices(job, log=logger.info)
+    prompts = takes.prepare_voices(job, log=logger.info)
     with gpu_slot(job.engine_device):
-        outcomes = render.generate_takes(job, prompts, on_progress, log=logger.info)
+        outcomes = takes.generate_takes(job, prompts, progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
-    return str(render.save_outcomes(job, outcomes))
+    return str(takes.save_outcomes(job, outcomes))
 
 
 @task(name="chapter", cache_policy=NO_CACHE)
 def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: str) -> dict:
     job = _job(project, options)
-    result = render.finish_chapter(job, chapter_id, render.load_outcomes(outcomes_path))
+    result = delivery.finish_chapter(job, chapter_id, takes.load_outcomes(outcomes_path))
     create_table_artifact(
         key=_artifact_key(job, chapter_id),
         table=_segment_rows(job.out_dir / result["manifest"]),
@@ -113,59 +113,53 @@ def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: st
 
 @task(name="export-book", cache_policy=NO_CACHE)
 def book_task(project: str, options: dict, chapters: list[dict]) -> dict | None:
-    return render.export_book(_job(project, options), chapters)
+    return delivery.export_book(_job(project, options), chapters)
 
 
 @task(name="project-manifest", cache_policy=NO_CACHE)
 def manifest_task(project: str, options: dict, chapters: list[dict], book: dict | None,
                   started_at: str) -> str:
     job = _job(project, options)
-    path = render.write_project_manifest(job, chapters, book, started_at)
+    path = delivery.write_project_manifest(job, chapters, book, started_at)
     create_markdown_artifact(key=_artifact_key(job, "summary"), markdown=_summary(job, chapters, book),
                              description=f"{job.project.title}: delivery summary")
     return str(path)
 
 
 def _run_name() -> str:
-    from pathlib import Path
-
-    from prefect.runtime import flow_run
     return f"produce {Path(flow_run.parameters['project']).parent.name}"
 
 
 @flow(name="produce", flow_run_name=_run_name, log_prints=True)
-def produce(project: str, draft: bool = False, out: str | None = None, chapters: list[int] | None = None,
-            model: str | None = None, codec: str | None = None, store: str | None = None,
-            device: str | None = None, batch_size: int | None = None, fast_path: str | None = None) -> str:
-    """Render one project: plan -> voices -> takes (QC, regenerate) -> chapters -> book -> manifest."""
-    options = asdict(RenderOptions(out_dir=out, draft=draft, model=model, codec=codec, store=store,
-                                   chapters=tuple(chapters) if chapters else None, device=device,
-                                   batch_size=batch_size, fast_path=fast_path))
-    started_at = render.utc_now()
+def produce(project: str, options: RenderOptions | None = None, on_progress: ProgressFn | None = None) -> str:
+    """Render one project: plan -> voices -> takes (QC, regenerate) -> chapters -> book -> manifest.
+    ``on_progress(settled, total)`` observes segment progress in this process (the CLI's bar); the
+    Prefect UI shows the same as a progress artifact."""
+    options = (options or RenderOptions()).to_dict()
+    started_at = manifests.utc_now()
     job = _job(project, options)
-    lock = render.acquire_project_lock(job)
+    lock = jobs.acquire_project_lock(job)
     try:
-        render.clean_temps(job)  # temp files a killed run left behind; never published files
+        jobs.clean_temps(job)  # temp files a killed run left behind; never published files
         planned = plan_task(project, options)
-        outcomes = generate_task(project, options)
+        outcomes = generate_task(project, options, on_progress)
         finished = [chapter_task.with_options(task_run_name=f'{c["id"]} "{c["title"]}"')(
                     project, options, c["id"], outcomes) for c in planned]
         book = book_task(project, options, finished)
         manifest = manifest_task(project, options, finished, book, started_at)
-        render.check_strict(job, finished, book)
+        delivery.check_strict(job, finished, book)
         return manifest
     finally:
         lock.release()
 
 
-def _artifact_key(job: render.Job, what: str) -> str:
+def _artifact_key(job: jobs.Job, what: str) -> str:
     # Artifact keys allow lowercase letters, digits and dashes only.
     name = "".join(ch if ch.isalnum() else "-" for ch in job.project.root.name.lower())
     return f"{name}-{what}".strip("-")[:100]
 
 
 def _segment_rows(chapter_manifest) -> list[dict]:
-    import json
     data = json.loads(open(chapter_manifest).read())
     return [{"segment": s["id"], "speakers": ", ".join(dict.fromkeys(s["speakers"])),
              "attempts": len(s["attempts"]), "qc": "pass" if s["qc"]["passed"] else "FAIL: " + "; ".join(s["qc"]["failures"]),
@@ -173,7 +167,7 @@ def _segment_rows(chapter_manifest) -> list[dict]:
              "text": s["text"][:80]} for s in data["segments"]]
 
 
-def _summary(job: render.Job, chapters: list[dict], book: dict | None) -> str:
+def _summary(job: jobs.Job, chapters: list[dict], book: dict | None) -> str:
     lines = [f"# {job.project.title}", "",
              f"Profile **{job.project.delivery.profile}**{' (strict)' if job.project.delivery.strict else ''}; "
              f"engine {job.engine.name} `{job.engine.model_id}`", "",

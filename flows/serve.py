@@ -14,7 +14,7 @@ def main(catalog: str = "projects", out: str = "out") -> None:
     serve(
         produce.to_deployment(name="local"),
         narrate_catalog.to_deployment(name="nightly-local", cron="0 2 * * *",
-                                      parameters={"catalog": catalog, "out": out}),
+                                      parameters={"catalog": catalog, "options": {"out_dir": out}}),
     )
 
 

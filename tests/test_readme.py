@@ -18,8 +18,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_yaml_example_validates_and_plans(tmp_path):
-    from dia_core.planner import plan_project
-    from dia_core.project import load_project
+    from dia_core.script.planner import plan_project
+    from dia_core.script.project import load_project
 
     [yaml_text] = re.findall(r"```yaml\n(.*?)```", README, re.S)
     (tmp_path / "project.yaml").write_text(yaml_text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from dia_core.config import DiaConfig
+from dia_core.dia.config import DiaConfig
 
 LAYOUTS = ("reference", "v0.1", "transformers", "transformers-sharded")
 
@@ -22,7 +22,7 @@ def tiny_config(**overrides) -> DiaConfig:
 
 def random_state_dict(config: DiaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     """dia_core-named fp32 weights with O(1) activations and logits of std ~2 (clear argmax gaps)."""
-    from dia_core.model import DiaModel
+    from dia_core.dia.model import DiaModel
 
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in DiaModel(config).state_dict().items()}

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..params import SAMPLE_RATE
-from ..project import QCSettings
-from .io import as_float_mono, db, undb
+from ..settings import QCSettings
+from ..audiofile import as_float_mono, db, undb
 
 __all__ = ["QCResult", "QCThresholds", "check_segment", "expected_seconds", "longest_internal_silence"]
 
@@ -37,8 +37,7 @@ _DEFAULTS = QCSettings()
 
 @dataclass(frozen=True)
 class QCThresholds:
-    """The QC limits without the retry count. Defaults come from the manifest's QCSettings (the one
-    source; it lives in dia_core.project, which must stay numpy-free, so the import points this way)."""
+    """The QC limits without the retry count; defaults from dia_core.settings.QCSettings (one source)."""
     duration_ratio_min: float = _DEFAULTS.duration_ratio_min
     duration_ratio_max: float = _DEFAULTS.duration_ratio_max
     max_internal_silence_s: float = _DEFAULTS.max_internal_silence_s

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import lfilter
 
-from ..delivery import DeliverySettings
+from ..settings import DeliverySettings
 from ..errors import InputError
 from ..params import SAMPLE_RATE
-from .io import as_float_mono, undb
+from ..audiofile import as_float_mono, undb
 
 __all__ = ["BOUNDARIES", "StitchPiece", "StitchResult", "stitch_chapter", "trim_bounds", "room_tone",
            "pause_seconds"]

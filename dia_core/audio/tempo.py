@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..params import SAMPLE_RATE, check_param
-from .io import as_float_mono, ffmpeg_bin
+from ..audiofile import as_float_mono, ffmpeg_bin
 
 __all__ = ["change_tempo", "available_engines"]
 

@@ -20,7 +20,7 @@ def one_torch_thread():
 def model(tmp_path_factory, one_torch_thread):
     """A tiny random Dia model (reference layout, seed 1), one per test module: modules may mutate
     it (e.g. set ``model.codec``) without affecting each other."""
-    from dia_core.model import DiaModel
+    from dia_core.dia.model import DiaModel
     from tests.tiny_models import write_tiny_dia_checkpoint
 
     return DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp_path_factory.mktemp("m"), "reference", seed=1))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dia_core.audio import manifest as manifest_mod
-from dia_core.store import file_sha256
+from dia_core.files import file_sha256
+from dia_core.production import manifests as manifest_mod
+from dia_core.production.options import RenderOptions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,8 +46,8 @@ def rendered(tmp_path_factory, prefect_api):
     shutil.copytree(REPO / "projects" / "short-audiobook", root / "short-audiobook",
                     ignore=shutil.ignore_patterns(".dia-studio", "out"))
     project = root / "short-audiobook" / "project.yaml"
-    state = produce(project=str(project), draft=True, out=str(root / "out"), store=str(root / "store"),
-                    return_state=True)
+    options = RenderOptions(draft=True, out_dir=str(root / "out"), store=str(root / "store"))
+    state = produce(project=str(project), options=options, return_state=True)
     return {"state": state, "project": project, "out": root / "out" / "short-audiobook",
             "store": root / "store"}
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from dia_core.config import DiaConfig
+from dia_core.dia.config import DiaConfig
+from dia_core.production.options import RenderOptions
 from tests.tiny_models import single_thread, write_tiny_dac, write_tiny_dia_checkpoint
 
 
@@ -27,8 +28,9 @@ def test_produce_with_tiny_dia_checkpoint(tmp_path):
         "delivery:\n  profile: podcast\n  formats: [wav]\n  captions: [vtt]\n")
     out, store = tmp_path / "out", tmp_path / "store"
     with single_thread():
-        state = produce(project=str(root / "project.yaml"), out=str(out), store=str(store), model=str(ckpt),
-                        codec=str(dac_path), device="cpu", return_state=True)
+        options = RenderOptions(out_dir=str(out), store=str(store), model=str(ckpt), codec=str(dac_path),
+                                device="cpu")
+        state = produce(project=str(root / "project.yaml"), options=options, return_state=True)
     assert state.is_completed(), state
 
     manifest = json.loads((out / "tiny-book" / "manifest.json").read_text())
@@ -39,7 +41,7 @@ def test_produce_with_tiny_dia_checkpoint(tmp_path):
     records = [json.loads(p.read_text()) for p in store.rglob("take.json")]
     assert {r["kind"] for r in records} == {"segment", "calibration"}
     # The calibrated prompt stays inside the frames the planner reserved for it.
-    from dia_core.project import load_project, prompt_frames_for
+    from dia_core.script.project import load_project, prompt_frames_for
     import soundfile as sf
     project = load_project(root / "project.yaml")
     [voice_wav] = (root / ".dia-studio" / "voices").glob("reader-*.wav")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dia_core.production.options import RenderOptions
+
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 
@@ -49,8 +51,8 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
             cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT))
         logs.append(log)
     try:
-        states = narrate_catalog(catalog=str(catalog), draft=True, out=str(out), store=str(store),
-                                 deployment="produce/gpu", batch_size=1)
+        options = RenderOptions(draft=True, out_dir=str(out), store=str(store), batch_size=1)
+        states = narrate_catalog(catalog=str(catalog), options=options, deployment="produce/gpu")
     finally:
         for w in workers:
             w.terminate()
@@ -84,6 +86,7 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
         manifest = json.loads((out / name / "manifest.json").read_text())
         assert manifest["complete"] and (out / name / "chapter-01.mp3").exists()
     # The catalog skips projects whose inputs did not change since their last manifest.
-    again = narrate_catalog(catalog=str(catalog), draft=True, out=str(out), store=str(store),
+    again = narrate_catalog(catalog=str(catalog), options=RenderOptions(draft=True, out_dir=str(out),
+                                                                        store=str(store)),
                             deployment="produce/gpu")
     assert again == {}

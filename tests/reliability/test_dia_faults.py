@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dia_core.config import DiaConfig
+from dia_core.dia.config import DiaConfig
 from tests.tiny_models import write_tiny_dac, write_tiny_dia_checkpoint
 
 from .conftest import run_cli

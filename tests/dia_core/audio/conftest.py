@@ -27,7 +27,7 @@ def speechlike(seconds: float, *, f0: float = 140.0, seed: int = 0, level: float
 
 def espeak(text: str, path) -> np.ndarray:
     """Real speech from espeak-ng, read back as float32 mono 44.1 kHz."""
-    from dia_core.audio.io import read_audio
+    from dia_core.audiofile import read_audio
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
     return read_audio(path)
 

@@ -16,11 +16,10 @@ import pytest
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import lfilter, resample_poly
 
-from dia_core.audio import export as E
-from dia_core.audio import io
-from dia_core.audio import loudness as L
+from dia_core import audiofile as io
+from dia_core.audio import dynamics, encode, meter, profiles
 from dia_core.audio import stitch as S
-from dia_core.delivery import DeliverySettings
+from dia_core.settings import DeliverySettings
 
 from .conftest import SR, speechlike
 
@@ -47,9 +46,9 @@ def long_chapter():
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(L, "CHUNK", 4099)
+    monkeypatch.setattr(meter, "CHUNK", 4099)
     monkeypatch.setattr(S, "_ROOM_TONE_CHUNK", 3001)
-    monkeypatch.setattr(E, "_PCM_CHUNK", 2999)
+    monkeypatch.setattr(encode, "_PCM_CHUNK", 2999)
 
 
 # ------------------------------------------------------------------ references (whole-array)
@@ -127,21 +126,21 @@ def _pyloudnorm(x):
 
 def test_integrated_loudness_equals_pyloudnorm_on_minutes_of_audio(long_chapter):
     x = long_chapter.audio
-    assert len(x) > 7 * L.CHUNK                      # crosses chunk edges at the default size
+    assert len(x) > 7 * meter.CHUNK                      # crosses chunk edges at the default size
     for gain in (1.0, 4.0, 0.01):
         y = (x * gain).astype(np.float32)
-        assert L.integrated_lufs(y) == pytest.approx(_pyloudnorm(y), abs=1e-6)
+        assert meter.integrated_lufs(y) == pytest.approx(_pyloudnorm(y), abs=1e-6)
 
 
 def test_integrated_loudness_edge_cases_with_small_chunks(small_chunks):
     rng = np.random.default_rng(1)
     for n in (int(0.4 * SR) + 1, int(0.45 * SR), 3 * SR + 2205, 7 * SR + 17):   # last block past the end
         x = (rng.standard_normal(n) * 0.1).astype(np.float32)
-        assert L.integrated_lufs(x) == pytest.approx(_pyloudnorm(x), abs=1e-6), n
+        assert meter.integrated_lufs(x) == pytest.approx(_pyloudnorm(x), abs=1e-6), n
     x = speechlike(6.0, seed=2)                      # gated: silences around the speech
-    assert L.integrated_lufs(x) == pytest.approx(_pyloudnorm(x), abs=1e-6)
-    assert L.integrated_lufs(np.full(2 * SR, 1e-6, np.float32)) == L.FLOOR_DB   # under -70 LKFS
-    assert L.integrated_lufs(np.zeros(SR // 10, np.float32)) == L.FLOOR_DB      # shorter than a block
+    assert meter.integrated_lufs(x) == pytest.approx(_pyloudnorm(x), abs=1e-6)
+    assert meter.integrated_lufs(np.full(2 * SR, 1e-6, np.float32)) == meter.FLOOR_DB   # under -70 LKFS
+    assert meter.integrated_lufs(np.zeros(SR // 10, np.float32)) == meter.FLOOR_DB      # shorter than a block
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -152,7 +151,7 @@ def test_measure_equals_whole_array_formulas(long_chapter, chunked, request):
     else:
         x = long_chapter.audio
     x = (x * 3.0).astype(np.float32)
-    m = L.measure(x)
+    m = meter.measure(x)
     rms = ref_frame_rms(x, int(0.5 * SR), int(0.05 * SR))
     assert m.integrated_lufs == pytest.approx(_pyloudnorm(x), abs=1e-6)
     assert m.true_peak_dbtp == pytest.approx(20 * np.log10(ref_true_peak(x)), abs=1e-6)
@@ -167,11 +166,11 @@ def test_measure_equals_whole_array_formulas(long_chapter, chunked, request):
 
 def test_check_file_decodes_like_decode_ffmpeg(long_chapter, tmp_path):
     s = DeliverySettings(profile="podcast", formats=("mp3", "flac"))
-    files = E.export_chapter(long_chapter.audio[: 30 * SR] * 4, tmp_path / "c", s, correct_lossy_gain=False)
+    files = encode.export_chapter(long_chapter.audio[: 30 * SR] * 4, tmp_path / "c", s, correct_lossy_gain=False)
     for path in files.values():
-        decoded = L._decode_mono(path, io.probe(path))
+        decoded = profiles._decode_mono(path, io.probe(path))
         np.testing.assert_array_equal(decoded, io.decode_ffmpeg(path))
-        assert L.check_file(path, s).measurements == L.measure(io.decode_ffmpeg(path))
+        assert profiles.check_file(path, s).measurements == meter.measure(io.decode_ffmpeg(path))
 
 
 # ------------------------------------------------------------------------------- processing
@@ -180,17 +179,17 @@ def test_check_file_decodes_like_decode_ffmpeg(long_chapter, tmp_path):
 def test_limiter_gain_and_limit_equal_whole_array(long_chapter, small_chunks, ceiling):
     x = (long_chapter.audio[: 15 * SR] * 4.0).astype(np.float32)
     ref = ref_limiter_gain(x, ceiling)
-    g = L.limiter_gain(x, ceiling)
+    g = dynamics.limiter_gain(x, ceiling)
     assert ref.min() < 1.0                           # the limiter works
     np.testing.assert_allclose(g, ref, rtol=0, atol=1e-9)
-    y, red = L.limit(x, ceiling)
+    y, red = dynamics.limit(x, ceiling)
     assert red == pytest.approx(-20 * np.log10(ref.min()), abs=1e-6)
-    assert L.true_peak(y) <= ceiling + 1e-6
+    assert meter.true_peak(y) <= ceiling + 1e-6
     before_trim = (x.astype(np.float64) * ref).astype(np.float32)
     ratio = y[np.abs(x) > 0.01] / before_trim[np.abs(x) > 0.01]
     assert ratio.max() <= 1 + 1e-6 and ratio.min() >= 10 ** (-0.1 / 20)   # the static trim only
     inplace = x.copy()                               # in place (what finish does) gives the same
-    smallest, peak = L._limit(inplace, inplace, ceiling, SR)
+    smallest, peak = dynamics._limit(inplace, inplace, ceiling, SR)
     assert smallest == pytest.approx(ref.min(), abs=1e-9)
     np.testing.assert_array_equal(inplace, y)
     assert peak == pytest.approx(ref_true_peak(y), rel=1e-12)   # the true peak it reports
@@ -198,22 +197,22 @@ def test_limiter_gain_and_limit_equal_whole_array(long_chapter, small_chunks, ce
 
 def test_limit_leaves_audio_under_the_ceiling_alone(small_chunks):
     x = speechlike(3.0, level=0.3)
-    y, red = L.limit(x, -1.0)
+    y, red = dynamics.limit(x, -1.0)
     assert y is x and red == 0.0
-    assert L._limit(x, np.empty_like(x), -1.0, SR)[1] == pytest.approx(ref_true_peak(x), rel=1e-12)
-    np.testing.assert_array_equal(L.limiter_gain(x, -1.0), np.ones(len(x)))
+    assert dynamics._limit(x, np.empty_like(x), -1.0, SR)[1] == pytest.approx(ref_true_peak(x), rel=1e-12)
+    np.testing.assert_array_equal(dynamics.limiter_gain(x, -1.0), np.ones(len(x)))
 
 
 def test_noise_taming_and_gain_curve_equal_whole_array(small_chunks):
     st = _chapter(10.0, seed=4)
     x = (st.audio * 30).astype(np.float32)           # room tone lifted to about -40 dB
-    nf = L._noise_floor_db(x, SR)
+    nf = meter._noise_floor_db(x, SR)
     ref = ref_tame(x, nf, -65.0)
     y = x.copy()
-    assert L._tame_noise_floor(y, SR, nf, -65.0) == pytest.approx(nf + 65.0)
+    assert dynamics._tame_noise_floor(y, SR, nf, -65.0) == pytest.approx(nf + 65.0)
     np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-9)
     n = len(x)
-    curve = L._gain_curve(n, st.spans, 14.0, 0.0, SR)
+    curve = dynamics._gain_curve(n, st.spans, 14.0, 0.0, SR)
     whole = np.concatenate([curve(s, min(n, s + 5000)) for s in range(0, n, 5000)])
     np.testing.assert_allclose(whole, ref_gain_curve(n, st.spans, 14.0, 0.0), rtol=0, atol=1e-12)
 
@@ -223,10 +222,10 @@ def test_finish_does_not_depend_on_the_chunk_size(long_chapter, monkeypatch, pro
     x = long_chapter.audio[: 60 * SR]
     spans = [(a, b) for a, b in long_chapter.spans if b <= 60.0] if with_spans else None
     s = DeliverySettings(profile=profile)
-    y1, r1 = L.finish(x, s, spans=spans)
-    assert r1.after == L.measure(y1)                 # the limiter's true peak reused for ``after``
-    monkeypatch.setattr(L, "CHUNK", 1 << 14)
-    y2, r2 = L.finish(x, s, spans=spans)
+    y1, r1 = dynamics.finish(x, s, spans=spans)
+    assert r1.after == meter.measure(y1)                 # the limiter's true peak reused for ``after``
+    monkeypatch.setattr(meter, "CHUNK", 1 << 14)
+    y2, r2 = dynamics.finish(x, s, spans=spans)
     np.testing.assert_allclose(y1, y2, rtol=0, atol=1e-6)
     d1, d2 = r1.to_dict(), r2.to_dict()
     for k in ("before", "after"):
@@ -255,11 +254,11 @@ def test_room_tone_equals_one_shot_generation(small_chunks, n):
 def test_to_pcm_equals_whole_array_conversion(small_chunks, bits):
     x = (np.random.default_rng(0).standard_normal(20_001) * 0.3).astype(np.float32)
     x[:2] = (1.2, -1.2)                              # clamped
-    data, width = E.to_pcm(x, bits, seed=5)
+    data, width = encode.to_pcm(x, bits, seed=5)
     assert width == (2 if bits == 16 else 4)
     assert bytes(data) == ref_pcm(x, bits, seed=5)
     g = 0.37
-    assert bytes(E.to_pcm(x, bits, seed=5, gain_db=g)[0]) == ref_pcm(x * np.float32(io.undb(g)), bits, seed=5)
+    assert bytes(encode.to_pcm(x, bits, seed=5, gain_db=g)[0]) == ref_pcm(x * np.float32(io.undb(g)), bits, seed=5)
 
 
 # ------------------------------------------------------------------------------------ memory
@@ -276,23 +275,23 @@ def _peak_traced(fn):
 def test_memory_stays_near_one_chapter(long_chapter, monkeypatch, tmp_path):
     """Python-traced peak (numpy reports its buffers) of each step, in float32 chapters: the
     whole-array code needed about 15x (finish) and 6x (measure, stitch)."""
-    monkeypatch.setattr(L, "CHUNK", 1 << 15)
+    monkeypatch.setattr(meter, "CHUNK", 1 << 15)
     monkeypatch.setattr(S, "_ROOM_TONE_CHUNK", 1 << 15)
-    monkeypatch.setattr(E, "_PCM_CHUNK", 1 << 15)
+    monkeypatch.setattr(encode, "_PCM_CHUNK", 1 << 15)
     x = long_chapter.audio[: 60 * SR]
     spans = [(a, b) for a, b in long_chapter.spans if b <= 60.0]
     size = x.nbytes
     s = DeliverySettings(profile="acx")
-    (y, _), peak = _peak_traced(lambda: L.finish(x, s, spans=spans))
+    (y, _), peak = _peak_traced(lambda: dynamics.finish(x, s, spans=spans))
     assert peak < 1.3 * size, peak / size            # the output array plus small blocks
-    _, peak = _peak_traced(lambda: L.measure(y))
+    _, peak = _peak_traced(lambda: meter.measure(y))
     assert peak < 0.4 * size, peak / size            # as_float_mono's finiteness mask (bool)
-    _, peak = _peak_traced(lambda: E.to_pcm(y, 24))
+    _, peak = _peak_traced(lambda: encode.to_pcm(y, 24))
     assert peak < 1.2 * size, peak / size            # the 32-bit PCM buffer
     pieces = [S.StitchPiece(y[i:i + 3 * SR], "sentence", f"p{i}") for i in range(0, len(y), 3 * SR)]
     _, peak = _peak_traced(lambda: S.stitch_chapter(pieces, s))
     assert peak < 1.5 * size, peak / size            # the stitched chapter (+ validation masks)
-    path = E.export_chapter(y, tmp_path / "c", s, correct_lossy_gain=False)["mp3"]
-    _, peak = _peak_traced(lambda: L.check_file(path, s))
+    path = encode.export_chapter(y, tmp_path / "c", s, correct_lossy_gain=False)["mp3"]
+    _, peak = _peak_traced(lambda: profiles.check_file(path, s))
     assert peak < 1.3 * size, peak / size            # the decoded chapter, read in place
-    assert asdict(L.check_file(path, s).measurements)
+    assert asdict(profiles.check_file(path, s).measurements)

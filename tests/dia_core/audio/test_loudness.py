@@ -2,11 +2,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from dia_core.audio import loudness as L
-from dia_core.audio.export import export_chapter
+from dia_core.audio import dynamics, meter, profiles
+from dia_core.audio.encode import export_chapter
 from dia_core.audio.stitch import StitchPiece, stitch_chapter
-from dia_core.delivery import DeliverySettings
+from dia_core.settings import DeliverySettings
 from dia_core.errors import InputError
 
 from .conftest import SR, speechlike
@@ -33,14 +32,14 @@ def test_rms_convention_square_0db_sine_minus3():
     n = SR
     square = np.where(np.arange(n) % 100 < 50, 1.0, -1.0).astype(np.float32)
     sine = np.sin(2 * np.pi * 1000 * np.arange(n) / SR).astype(np.float32)
-    assert L.measure(square).rms_db == pytest.approx(0.0, abs=0.01)
-    assert L.measure(sine).rms_db == pytest.approx(-3.01, abs=0.02)
+    assert meter.measure(square).rms_db == pytest.approx(0.0, abs=0.01)
+    assert meter.measure(sine).rms_db == pytest.approx(-3.01, abs=0.02)
 
 
 def test_integrated_loudness_of_reference_sine():
     # BS.1770: a 997 Hz sine at -20 dBFS peak reads -23.0 LUFS (0 dBFS sine -> -3.01 LKFS)
     x = (0.1 * np.sin(2 * np.pi * 997 * np.arange(5 * SR) / SR)).astype(np.float32)
-    assert L.measure(x).integrated_lufs == pytest.approx(-23.0, abs=0.1)
+    assert meter.measure(x).integrated_lufs == pytest.approx(-23.0, abs=0.1)
 
 
 def test_true_peak_sees_intersample_peaks():
@@ -48,7 +47,7 @@ def test_true_peak_sees_intersample_peaks():
     n = np.arange(SR)
     fade = np.minimum(1, np.minimum(n, n[::-1]) / 2000)     # no onset transient (Gibbs overshoot)
     x = (0.9 * fade * np.sin(2 * np.pi * n / 4 + np.pi / 4)).astype(np.float32)
-    m = L.measure(x)
+    m = meter.measure(x)
     assert m.sample_peak_dbfs == pytest.approx(20 * np.log10(0.9 * 0.7071), abs=0.05)
     assert m.true_peak_dbtp == pytest.approx(20 * np.log10(0.9), abs=0.1)
 
@@ -56,8 +55,8 @@ def test_true_peak_sees_intersample_peaks():
 def test_noise_floor_is_quietest_half_second():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_normal(SR) * 0.1, rng.standard_normal(SR) * 10 ** (-65 / 20)]).astype(np.float32)
-    assert L.measure(x).noise_floor_db == pytest.approx(-65.0, abs=0.5)
-    assert L.measure(np.zeros(SR, np.float32)).noise_floor_db == L.FLOOR_DB
+    assert meter.measure(x).noise_floor_db == pytest.approx(-65.0, abs=0.5)
+    assert meter.measure(np.zeros(SR, np.float32)).noise_floor_db == meter.FLOOR_DB
 
 
 def test_limiter_is_a_smooth_lookahead_limiter_not_a_clipper():
@@ -68,10 +67,10 @@ def test_limiter_is_a_smooth_lookahead_limiter_not_a_clipper():
         i = int(rng.integers(SR // 4, len(t) - SR // 4))
         x[i:i + 300] *= 2.8 * np.hanning(300) + 1
     x = x.astype(np.float32)
-    y, red = L.limit(x, -3.0)
-    assert L.true_peak(y) <= -3.0 + 1e-6
+    y, red = dynamics.limit(x, -3.0)
+    assert meter.true_peak(y) <= -3.0 + 1e-6
     assert red > 3.0
-    g = L.limiter_gain(x, -3.0)
+    g = dynamics.limiter_gain(x, -3.0)
     assert g.max() <= 1.0 and g.min() < 10 ** (-3 / 20)
     # smooth gain: slope at most 1/W (W = 5 ms look-ahead); a clipper would jump within a sample
     assert np.abs(np.diff(g)).max() <= 1 / int(0.005 * SR) + 1e-9
@@ -80,29 +79,29 @@ def test_limiter_is_a_smooth_lookahead_limiter_not_a_clipper():
     ratio = y.astype(np.float64)[mask] / (x.astype(np.float64)[mask] * g[mask])
     assert 10 ** (-0.1 / 20) - 1e-4 <= ratio.min() and ratio.max() <= 1 + 1e-4
     # far from the transients the signal is untouched
-    quiet = L.limit(x[: SR // 8], -3.0)[0]
+    quiet = dynamics.limit(x[: SR // 8], -3.0)[0]
     np.testing.assert_array_equal(quiet, x[: SR // 8])
 
 
 def test_custom_needs_target():
     with pytest.raises(InputError):
-        L.profile_limits(DeliverySettings(profile="custom"))
+        profiles.profile_limits(DeliverySettings(profile="custom"))
     with pytest.raises(InputError):
-        L.profile_target(DeliverySettings(profile="nope"))
+        profiles.profile_target(DeliverySettings(profile="nope"))
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_finish_and_encoded_files_meet_profile_synthetic(name, tmp_path):
     s = PROFILES[name]
     clips = [speechlike(2.0, seed=i, f0=110 + 40 * (i % 2), level=0.05 + 0.1 * i) for i in range(4)]
-    y, rep = L.finish(chapter(clips, s), s)
-    metric, target, ceiling = L.profile_target(s)
+    y, rep = dynamics.finish(chapter(clips, s), s)
+    metric, target, ceiling = profiles.profile_target(s)
     assert getattr(rep.after, metric) == pytest.approx(target, abs=0.1)
     assert rep.after.true_peak_dbtp <= ceiling + 1e-6
     files = export_chapter(y, tmp_path / "ch01", s)
     assert set(files) == set(s.formats)
     for fmt, path in files.items():
-        r = L.check_file(path, s)
+        r = profiles.check_file(path, s)
         m = r.measurements
         assert getattr(m, metric) == pytest.approx(target, abs=0.5), (fmt, m)
         if name == "acx":
@@ -116,11 +115,11 @@ def test_finish_and_encoded_files_meet_profile_synthetic(name, tmp_path):
 @pytest.mark.parametrize("name", ["acx", "podcast"])
 def test_real_speech_hits_target_after_mp3_with_limiting(name, speech_clips, tmp_path):
     s = PROFILES[name]
-    y, rep = L.finish(chapter(speech_clips, s), s)
+    y, rep = dynamics.finish(chapter(speech_clips, s), s)
     assert rep.limiter_max_reduction_db > 0.5          # espeak's crest factor makes the limiter work
     path = export_chapter(y, tmp_path / "ch", s)["mp3"]
-    r = L.check_file(path, s)
-    metric, target, _ = L.profile_target(s)
+    r = profiles.check_file(path, s)
+    metric, target, _ = profiles.profile_target(s)
     assert r.passed, r.failures
     assert getattr(r.measurements, metric) == pytest.approx(target, abs=0.5)
     assert r.format == {"codec": "mp3", "sample_rate": 44100, "channels": 1, "bit_rate": 192000}
@@ -131,34 +130,34 @@ def test_acx_room_tone_stays_under_floor_after_big_gain(tmp_path):
     quiet = [speechlike(2.0, seed=i, level=0.02) for i in range(3)]   # needs about +25 dB
     st = stitched(quiet, s)
     # with the speech spans only the speech is gained; the room tone stays at -70 dB
-    y, rep = L.finish(st.audio, s, spans=st.spans)
+    y, rep = dynamics.finish(st.audio, s, spans=st.spans)
     assert rep.gain_db > 20
-    r = L.check_file(export_chapter(y, tmp_path / "q", s)["mp3"], s)
+    r = profiles.check_file(export_chapter(y, tmp_path / "q", s)["mp3"], s)
     assert r.passed, r.failures
     assert r.measurements.noise_floor_db == pytest.approx(-70.0, abs=1.5)
     # without spans the expander brings a moderately raised room tone back under the floor
     medium = [speechlike(2.0, seed=i, level=0.08) for i in range(3)]    # about +12 dB
-    y2, rep2 = L.finish(chapter(medium, s), s)
+    y2, rep2 = dynamics.finish(chapter(medium, s), s)
     assert rep2.gain_db > 9 and rep2.noise_floor_reduction_db > 0
-    r2 = L.check_file(export_chapter(y2, tmp_path / "m", s)["mp3"], s)
+    r2 = profiles.check_file(export_chapter(y2, tmp_path / "m", s)["mp3"], s)
     assert r2.passed, r2.failures
 
 
 def test_check_file_reports_misses(tmp_path):
     s = PROFILES["acx"]
     raw = chapter([speechlike(2.0, seed=i, level=0.02) for i in range(3)], s)   # too quiet, not finished
-    r = L.check_file(export_chapter(raw, tmp_path / "raw", s, correct_lossy_gain=False)["mp3"], s)
+    r = profiles.check_file(export_chapter(raw, tmp_path / "raw", s, correct_lossy_gain=False)["mp3"], s)
     assert not r.passed and any(f.startswith("rms_db") for f in r.failures)
-    y, _ = L.finish(raw, s)
+    y, _ = dynamics.finish(raw, s)
     wav = export_chapter(y, tmp_path / "w", replace(s, formats=("wav",)))["wav"]
-    r2 = L.check_file(wav, s)
+    r2 = profiles.check_file(wav, s)
     assert not r2.passed and any("MP3" in f for f in r2.failures)
     short_head = replace(s, pauses=replace(s.pauses, chapter_start=0.2))
-    y3, _ = L.finish(chapter([speechlike(2.0, seed=1)], short_head), short_head)
-    r3 = L.check_file(export_chapter(y3, tmp_path / "h", s)["mp3"], s)
+    y3, _ = dynamics.finish(chapter([speechlike(2.0, seed=1)], short_head), short_head)
+    r3 = profiles.check_file(export_chapter(y3, tmp_path / "h", s)["mp3"], s)
     assert any(f.startswith("head_silence_s") for f in r3.failures)
 
 
 def test_finish_rejects_silence():
     with pytest.raises(InputError):
-        L.finish(np.zeros(SR, np.float32), PROFILES["podcast"])
+        dynamics.finish(np.zeros(SR, np.float32), PROFILES["podcast"])

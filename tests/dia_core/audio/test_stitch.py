@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dia_core.audio.stitch import StitchPiece, room_tone, stitch_chapter, trim_bounds
-from dia_core.delivery import DeliverySettings, Pauses, Trim
+from dia_core.settings import DeliverySettings, Pauses, Trim
 from dia_core.errors import InputError
 
 from .conftest import SR, speechlike

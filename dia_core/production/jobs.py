@@ -1,0 +1,149 @@
+"""A job: one project, its plan and the render options, opened once per process; its engine and locks.
+
+Opening a job validates and plans everything and writes nothing. The engine (Dia weights are
+3 GB) is loaded on first use and cached per process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .. import faults
+from ..atomic import clean_temps as _clean_temps
+from ..params import DEFAULT_REPO
+from ..script.planner import Plan, plan_project
+from ..script.project import Project, load_project
+from .engines import DiaEngine, DraftEngine, Engine
+from .options import RenderOptions, fast_path_mode
+from .store import SegmentStore
+
+
+class BusyError(Exception):
+    """Another render holds this project's lock."""
+
+
+@dataclass
+class Job:
+    project: Project
+    plan: Plan
+    options: RenderOptions
+    out_dir: Path
+    store: SegmentStore
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = load_engine(self.project, self.options)
+        return self._engine
+
+    @property
+    def engine_device(self) -> str | None:
+        """The accelerator this job's engine occupies (None for the draft engine)."""
+        if self.options.draft:
+            return None
+        return str(self.engine.model.device)
+
+    def chapter(self, chapter_id: str):
+        for ch in self.plan.chapters:
+            if ch.id == chapter_id:
+                return ch
+        raise KeyError(chapter_id)
+
+
+def open_job(project_path: str | Path, options: RenderOptions) -> Job:
+    """Load and plan a project (raises InputError on bad input; writes nothing)."""
+    project = load_project(project_path)
+    faults.hit("plan")
+    plan = plan_project(project, chapters=options.chapters)
+    out_parent = Path(options.out_dir) if options.out_dir else project.output_dir.parent
+    out_dir = out_parent / project.root.name if options.out_dir else project.output_dir
+    store = SegmentStore(Path(options.store) if options.store else project.work_dir / "store")
+    return Job(project, plan, options, out_dir, store)
+
+
+_ENGINES: dict[tuple, Engine] = {}
+
+
+def load_engine(project, options: RenderOptions) -> Engine:
+    """The engine for this job, loaded once per process (the Dia weights are 3 GB)."""
+    if options.draft:
+        cast = {name: v.draft_voice for name, v in project.voices.items()}
+        key = ("draft", tuple(sorted(cast.items(), key=str)))
+        if key not in _ENGINES:
+            _ENGINES[key] = DraftEngine(cast)
+        return _ENGINES[key]
+    # The model's code imports torch (seconds): only a Dia render pays for it, not plan/validate/--draft.
+    import torch
+
+    from ..dia.codec import DiaCodec
+    from ..dia.model import DiaModel
+
+    source = options.model or _project_model(project) or DEFAULT_REPO
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    fast_path = fast_path_mode(options)
+    key = ("dia", source, device, str(dtype), options.codec, fast_path)
+    if key not in _ENGINES:
+        model = DiaModel.from_pretrained(source, device=device, dtype=dtype)
+        model.codec = DiaCodec.load(options.codec, device=device)
+        _ENGINES[key] = DiaEngine(model, default_batch_size=16 if device.startswith("cuda") else 2,
+                                  fast_path=fast_path)
+    return _ENGINES[key]
+
+
+def _project_model(project) -> str | None:
+    model = getattr(project, "model", None)
+    if model and (project.root / model).exists():
+        return str(project.root / model)
+    return model
+
+
+def engine_identity(project, options: RenderOptions) -> dict:
+    """What identifies the engine without loading it (for the catalog's change detection)."""
+    if options.draft:
+        return {"engine": DraftEngine.name}
+    return {"engine": DiaEngine.name, "model": options.model or _project_model(project) or DEFAULT_REPO}
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks
+
+_PROJECT_LOCKS: dict[str, FileLock] = {}
+
+
+def project_lock(job: Job) -> FileLock:
+    """Held for a whole render. Reentrant within a process (the CLI takes it before starting the
+    flow, the flow takes it again), exclusive between processes."""
+    job.project.work_dir.mkdir(parents=True, exist_ok=True)
+    path = str(job.project.work_dir / "render.lock")
+    if path not in _PROJECT_LOCKS:
+        _PROJECT_LOCKS[path] = FileLock(path, thread_local=False)
+    return _PROJECT_LOCKS[path]
+
+
+def acquire_project_lock(job: Job, wait_s: float = 0) -> FileLock:
+    lock = project_lock(job)
+    try:
+        lock.acquire(timeout=wait_s)
+    except Timeout:
+        raise BusyError(f"{job.project.manifest_path}: another render of this project is running "
+                        f"(lock {lock.lock_file}); wait for it to finish") from None
+    return lock
+
+
+def clean_temps(job: Job) -> None:
+    """Remove `.tmp-*` files a killed run left in the outputs and the store (under our lock)."""
+    _clean_temps(job.out_dir)
+    # The store may be shared with other hosts that are writing right now: only stale temps.
+    for folder in (job.store.root, job.project.work_dir):
+        _clean_temps(folder, min_age_s=3600)
+
+
+def gpu_lock(device: str) -> FileLock:
+    """One GPU job at a time per device on this host (the process-level fallback to Prefect's limit)."""
+    lock_dir = Path(os.environ.get("DIA_STUDIO_LOCK_DIR", "/tmp"))
+    return FileLock(str(lock_dir / f"dia-studio-{device.replace(':', '-')}.lock"))

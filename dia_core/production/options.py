@@ -1,0 +1,57 @@
+"""Render options: everything besides the project that decides how a render runs.
+
+One typed object travels from the CLI (its flags are generated from this dataclass's fields) and
+the flows' parameters to the job; it is JSON-able, so a flow run records it as its parameters.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+from ..errors import InputError
+from ..params import check_fast_path
+
+ProgressFn = Callable[[int, int], None]   # (segments settled, total)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything besides the project that decides how a render runs (JSON-able: flow parameters)."""
+    out_dir: str | None = None        # parent folder; outputs land in out_dir/<project folder name>/
+    draft: bool = False               # espeak-ng draft engine instead of Dia
+    model: str | None = None          # HF repo id or local path; overrides the project's `model`
+    codec: str | None = None          # local DAC weights; default: descript-audio-codec's download
+    store: str | None = None          # segment store; share it between hosts for scale-out
+    chapters: tuple[int, ...] | None = None
+    device: str | None = None         # "cuda", "cuda:1", "cpu"; default cuda when available
+    batch_size: int | None = None
+    fast_path: str | None = None      # "off" | "static" | "inductor"; default $DIA_STUDIO_FAST_PATH, else off
+
+    def __post_init__(self):
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise InputError(f"must be at least 1, got {self.batch_size}", field="batch_size")
+        if self.fast_path is not None:
+            check_fast_path(self.fast_path, field="fast_path")
+        if self.chapters is not None and not isinstance(self.chapters, tuple):
+            object.__setattr__(self, "chapters", tuple(self.chapters) or None)
+
+    def to_dict(self) -> dict:
+        """Flow parameters (JSON): chapters as a list."""
+        d = asdict(self)
+        d["chapters"] = list(self.chapters) if self.chapters else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "RenderOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+    def replace(self, **changes) -> "RenderOptions":
+        return RenderOptions(**{**asdict(self), **changes})
+
+
+def fast_path_mode(options: RenderOptions) -> str:
+    """The Dia decode mode: the option, else $DIA_STUDIO_FAST_PATH (a GPU host's own setting), else off."""
+    mode = options.fast_path or os.environ.get("DIA_STUDIO_FAST_PATH") or "off"
+    return check_fast_path(mode, field="--fast-path" if options.fast_path else "DIA_STUDIO_FAST_PATH")

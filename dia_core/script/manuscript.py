@@ -1,0 +1,359 @@
+"""Manuscript parsing: plain UTF-8 Markdown-ish text -> chapters of speaker blocks with sources.
+
+Format (see docs/project-yaml.md, "Manuscript format"):
+
+* ``# Title`` / ``## Title`` start a chapter. A file without headings is one chapter titled by
+  the project title; text before the first heading of a file is a chapter of its own (same title).
+  Deeper headings (``### x``) are read as narration. A chapter with no text is an error.
+* Paragraphs are separated by blank lines; consecutive lines of a paragraph are joined.
+* ``NAME: text`` starts a dialogue block when NAME is in the project's ``characters`` map
+  (case-insensitive). An ALL-CAPS ``NAME:`` that is not in the map is an error ("unknown
+  speaker"); a mixed-case one is read as narration with a warning.
+* A line starting with ``[S1]`` / ``[S2]`` is a raw Dia line: its tags are the author's and map to
+  voices through ``raw_slots`` (default S1 = narrator_voice, S2 = the first other voice).
+  Tags anywhere else are errors (they are Dia's speaker tokens).
+* Scene breaks are lines of ``***``, ``* * *``, ``---`` or ``#`` alone.
+* Everything else in a paragraph is narration, read by ``narrator_voice``.
+* Nonverbal cues in parentheses are kept; short lowercase cues that Dia does not know produce a
+  warning ``file:line: ...``.
+* Emphasis markers (``*word*``, ``**word**``) are removed; nothing else is rewritten.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from .project import display_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .project import Project
+
+MAX_MANUSCRIPT_BYTES = 64 * 1024 * 1024
+MAX_LINE_CHARS = 100_000
+
+KNOWN_CUES = frozenset((
+    "laughs", "clears throat", "sighs", "gasps", "coughs", "singing", "sings", "mumbles", "beep",
+    "groans", "sniffs", "claps", "screams", "inhales", "exhales", "applause", "burps", "humming",
+    "sneezes", "chuckle", "whistles",
+))
+
+HEADING_RE = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+DEEP_HEADING_RE = re.compile(r"^#{3,6}[ \t]+(?=\S)")
+SCENE_RE = re.compile(r"^(?:\*[ \t]*\*[ \t]*\*[ \t*]*|-{3,}|#+)$")
+DIALOGUE_RE = re.compile(r"^(?P<name>[^\W\d_][\w'’.\- ]{0,39}?)[ \t]*:(?:[ \t]+(?P<text>.*))?$")
+RAW_START_RE = re.compile(r"^\[S[12]\]")
+TAG_RE = re.compile(r"\[(S[12])\]")
+CUE_RE = re.compile(r"\(([^()]{1,60})\)")
+CUE_WORDS_RE = re.compile(r"^[a-z]+(?: [a-z]+)?$")
+EMPHASIS_RE = re.compile(r"(?<![\w*])(\*{1,3})(?=\S)(.+?)(?<=\S)\1(?![\w*])")
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    file: str   # relative to the project root (or as given)
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line}
+
+
+@dataclass
+class Block:
+    """One speaker's stretch of text: a narration paragraph, a dialogue line, a raw Dia turn."""
+    kind: str            # "narration" | "dialogue" | "raw"
+    voice: str
+    character: str       # display name: the character as written in the YAML map, "Narrator", or the voice
+    text: str            # whitespace-normalized, lexicon not applied yet
+    source: SourceRef
+    boundary: str        # break before: "chapter_start" | "scene" | "paragraph" | "turn"
+    paragraph: int       # paragraph number inside the chapter (0-based)
+
+
+@dataclass
+class Chapter:
+    index: int           # 1-based, across all manuscript files in order
+    title: str
+    source: SourceRef    # the heading (or first text line for heading-less chapters)
+    blocks: list[Block] = field(default_factory=list)
+    has_heading: bool = True
+
+
+@dataclass(frozen=True)
+class Casting:
+    """What the parser needs from a project: who reads narration, dialogue and raw lines."""
+    narration_voice: str
+    characters: dict[str, str]                 # casefolded name -> voice
+    character_names: dict[str, str]            # casefolded name -> display name
+    raw_slots: dict[str, str | None]           # {"S1": voice, "S2": voice|None}
+    default_title: str
+
+    @classmethod
+    def from_project(cls, project: "Project") -> "Casting":
+        return cls(project.narration_voice, {k.casefold(): v for k, v in project.characters.items()},
+                   dict(project.character_names), dict(project.raw_slots), project.title)
+
+
+def read_text_file(path: Path, label: str) -> str:
+    """Read a manuscript as plain UTF-8 text, rejecting binary files and other encodings."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANUSCRIPT_BYTES:
+            raise InputError(f"manuscript is {size} bytes (limit {MAX_MANUSCRIPT_BYTES})", file=label)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read manuscript: {e.strerror or e}", file=label) from None
+    return decode_text(raw, label)
+
+
+def decode_text(raw: bytes, label: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("UTF-16 text: save the manuscript as plain UTF-8", file=label)
+    if raw.startswith(b"%PDF"):
+        raise InputError("a PDF file: export the manuscript as plain UTF-8 text", file=label)
+    if raw.startswith(b"PK\x03\x04"):
+        raise InputError("a ZIP-based file (DOCX/EPUB/ODT?): export the manuscript as plain UTF-8 text",
+                         file=label)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError("binary file (NUL bytes): the manuscript must be plain UTF-8 text", file=label,
+                         line=raw[:nul].count(b"\n") + 1)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the manuscript as UTF-8",
+                         file=label, line=raw[:e.start].count(b"\n") + 1) from None
+    m = CONTROL_RE.search(text)
+    if m:
+        raise InputError(f"control character U+{ord(m.group()):04X} in text", file=label,
+                         line=text.count("\n", 0, m.start()) + 1)
+    if "\ufeff" in text:
+        text = text.replace("\ufeff", "")
+    if not text.strip():
+        raise InputError("manuscript has no text", file=label)
+    return text
+
+
+def _clean(line: str) -> str:
+    if "*" in line:
+        line = EMPHASIS_RE.sub(r"\2", line)
+    return line
+
+
+class _Parser:
+    def __init__(self, casting: Casting, label: str, first_index: int, source_file: str | None = None):
+        self.c = casting
+        self.file = label                      # in messages
+        self.source_file = source_file or label  # in SourceRef (relative to the project root)
+        self.next_index = first_index
+        self.chapters: list[Chapter] = []
+        self.cur: Chapter | None = None
+        self.paragraph = 0
+        self.pending = "chapter_start"
+        self.warnings: list[str] = []
+
+    # -- helpers --
+    def err(self, msg: str, line: int) -> InputError:
+        return InputError(msg, file=self.file, line=line)
+
+    def warn(self, msg: str, line: int) -> None:
+        self.warnings.append(f"{self.file}:{line}: {msg}")
+
+    def start_chapter(self, title: str, line: int, has_heading: bool) -> None:
+        self.finish_chapter()
+        self.cur = Chapter(self.next_index, title, SourceRef(self.source_file, line), has_heading=has_heading)
+        self.next_index += 1
+        self.paragraph = 0
+        self.pending = "chapter_start"
+
+    def finish_chapter(self) -> None:
+        if self.cur is None:
+            return
+        if not self.cur.blocks:
+            raise self.err(f"empty chapter {self.cur.title!r}: a heading needs text before the next heading "
+                           "or the end of the file", self.cur.source.line)
+        self.chapters.append(self.cur)
+        self.cur = None
+
+    def check_cues(self, text: str, line: int) -> None:
+        for m in CUE_RE.finditer(text):
+            cue = m.group(1).strip()
+            if CUE_WORDS_RE.match(cue) and cue not in KNOWN_CUES:
+                self.warn(f"nonverbal cue ({cue}) is not one Dia knows; it may be read aloud or ignored "
+                          f"(known: {', '.join(sorted(KNOWN_CUES))})", line)
+
+    # -- paragraphs --
+    def paragraph_lines(self, lines: list[tuple[int, str]]) -> None:
+        if not lines:
+            return
+        if self.cur is None:
+            self.start_chapter(self.c.default_title, lines[0][0], has_heading=False)
+        # groups: [kind, voice, character, first_line, [texts]]
+        groups: list[list] = []
+        for lineno, raw_line in lines:
+            line = _clean(raw_line)
+            if RAW_START_RE.match(line):
+                groups.append(["raw", None, None, lineno, [(lineno, line)]])
+                continue
+            if TAG_RE.search(line) and not (groups and groups[-1][0] == "raw"):
+                raise self.err("[S1]/[S2] speaker tags belong only at the start of a raw Dia line", lineno)
+            m = DIALOGUE_RE.match(line)
+            if m and not line.startswith("[") and self._is_dialogue(m.group("name").strip(), lineno):
+                name = m.group("name").strip()
+                key = name.casefold()
+                groups.append(["dialogue", self.c.characters[key], self.c.character_names.get(key, name), lineno,
+                               [(lineno, m.group("text") or "")]])
+                continue
+            if m and not line.startswith("["):
+                name = m.group("name").strip()
+                words = name.split()
+                if len(words) <= 2 and all(w[:1].isupper() for w in words):
+                    self.warn(f"{name!r} looks like a speaker but is not in characters; read as narration", lineno)
+            if groups:
+                groups[-1][4].append((lineno, line))
+            else:
+                groups.append(["narration", self.c.narration_voice, "Narrator", lineno, [(lineno, line)]])
+        first_in_par = True
+        for kind, voice, character, lineno, parts in groups:
+            for ln, t in parts:
+                self.check_cues(t, ln)
+            if kind == "raw":
+                for slot, text, ln in self._raw_turns(parts):
+                    v = self.c.raw_slots.get(slot)
+                    if v is None:
+                        raise self.err(f"raw [{slot}] line but raw_slots.{slot} names no voice "
+                                       "(define a second voice or set raw_slots)", ln)
+                    self._add("raw", v, v, text, ln, first_in_par)
+                    first_in_par = False
+                continue
+            text = " ".join(" ".join(t for _, t in parts).split())
+            if not text:
+                raise self.err("dialogue line without text", lineno)
+            self._add(kind, voice, character, text, lineno, first_in_par)
+            first_in_par = False
+        self.paragraph += 1
+
+    def _is_dialogue(self, name: str, lineno: int) -> bool:
+        if name.casefold() in self.c.characters:
+            return True
+        if any(ch.isalpha() for ch in name) and name.upper() == name:
+            known = ", ".join(sorted(self.c.character_names.values())) or "none defined"
+            raise self.err(f"unknown speaker {name!r}: add it to characters in project.yaml (known: {known})",
+                           lineno)
+        return False
+
+    def _raw_turns(self, parts: list[tuple[int, str]]):
+        """Split a raw Dia line group into (slot, text, line) turns."""
+        turns: list[list] = []
+        for ln, t in parts:
+            pos = 0
+            for m in TAG_RE.finditer(t):
+                if turns:
+                    turns[-1][1].append(t[pos:m.start()])
+                turns.append([m.group(1), [], ln])
+                pos = m.end()
+            turns[-1][1].append(t[pos:])
+        out = []
+        for slot, texts, ln in turns:
+            text = " ".join(" ".join(texts).split())
+            if not text:
+                raise self.err(f"empty [{slot}] turn in a raw Dia line", ln)
+            out.append((slot, text, ln))
+        return out
+
+    def _add(self, kind, voice, character, text, line, first_in_par) -> None:
+        assert self.cur is not None
+        blocks = self.cur.blocks
+        if not blocks:
+            boundary = "chapter_start"
+        elif self.pending == "scene":
+            boundary = "scene"
+        elif first_in_par:
+            prev = blocks[-1]
+            boundary = ("turn" if prev.kind != "narration" and kind != "narration" and prev.voice != voice
+                        else "paragraph")
+        else:
+            boundary = "turn"
+        self.pending = ""
+        blocks.append(Block(kind, voice, character, text, SourceRef(self.source_file, line), boundary, self.paragraph))
+
+    # -- driver --
+    def parse(self, text: str) -> list[Chapter]:
+        para: list[tuple[int, str]] = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if len(line) > MAX_LINE_CHARS:
+                raise self.err(f"line is {len(line)} characters long (limit {MAX_LINE_CHARS}); "
+                               "separate paragraphs with blank lines", lineno)
+            s = line.strip()
+            if not s:
+                self.paragraph_lines(para)
+                para = []
+                continue
+            if SCENE_RE.match(s):
+                self.paragraph_lines(para)
+                para = []
+                if self.cur is not None and self.cur.blocks:
+                    self.pending = "scene"
+                continue
+            h = HEADING_RE.match(s)
+            if h:
+                self.paragraph_lines(para)
+                para = []
+                title = " ".join(_clean(h.group(2)).split())
+                if TAG_RE.search(title):
+                    raise self.err("[S1]/[S2] speaker tags are not allowed in headings", lineno)
+                self.start_chapter(title, lineno, has_heading=True)
+                continue
+            dh = DEEP_HEADING_RE.match(s)
+            if dh:
+                s = s[dh.end():]
+            para.append((lineno, s))
+        self.paragraph_lines(para)
+        self.finish_chapter()
+        return self.chapters
+
+
+def parse_text(text: str, casting: Casting, *, file: str = "<text>", first_index: int = 1,
+               source_file: str | None = None) -> tuple[list[Chapter], list[str]]:
+    """Parse manuscript text. Returns (chapters, warnings); raises InputError on bad input.
+
+    ``file`` names the file in errors and warnings; ``source_file`` (default: ``file``) goes into
+    each block's SourceRef.
+    """
+    p = _Parser(casting, file, first_index, source_file)
+    chapters = p.parse(text)
+    return chapters, p.warnings
+
+
+def parse_file(path: Path, casting: Casting, *, label: str | None = None, first_index: int = 1,
+               source_file: str | None = None) -> tuple[list[Chapter], list[str]]:
+    label = label or str(path)
+    return parse_text(read_text_file(path, label), casting, file=label, first_index=first_index,
+                      source_file=source_file)
+
+
+def parse_project_manuscripts(project: "Project") -> tuple[list[Chapter], list[str]]:
+    """Parse every manuscript file of the project, numbering chapters across files."""
+    casting = Casting.from_project(project)
+    chapters: list[Chapter] = []
+    warnings: list[str] = []
+    for path in project.manuscripts:
+        ch, w = parse_file(path, casting, label=display_path(path), first_index=len(chapters) + 1,
+                           source_file=project.relpath(path))
+        chapters.extend(ch)
+        warnings.extend(w)
+    if not chapters:  # pragma: no cover - every file has text or raised
+        raise InputError("the manuscript has no chapters", file=project.manifest_label, field="manuscript")
+    return chapters, warnings
+
+
+__all__ = ["Block", "Chapter", "SourceRef", "Casting", "KNOWN_CUES", "parse_text", "parse_file",
+           "parse_project_manuscripts", "read_text_file", "decode_text", "MAX_LINE_CHARS"]

@@ -1,0 +1,806 @@
+"""Project manifest (projects/<name>/project.yaml): load and validate into typed, frozen objects.
+
+Every user error is an :class:`InputError` naming the manifest, the line and the dotted field,
+e.g. ``project.yaml:14: voices.anna.reference: file not found``. The YAML is composed with the
+safe loader (node line numbers kept) and converted by hand, so that:
+
+* only the standard scalar/sequence/mapping tags are accepted (``!!python/object`` and friends,
+  ``!!binary``, ``!!set``... are errors);
+* duplicate keys are errors (PyYAML silently keeps the last one);
+* alias expansion is capped (billion-laughs manifests fail fast) and recursive aliases are errors;
+* the manifest itself is capped at :data:`MAX_MANIFEST_BYTES`.
+
+Unknown keys are errors at every level. Paths resolve relative to the manifest and may not
+escape the project directory (symlinks are resolved first). See docs/project-yaml.md.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..settings import CAPTIONS, FORMATS, PROFILES, DeliverySettings, Pauses, QCSettings, Trim
+from ..errors import InputError
+from ..params import FRAME_RATE, RANGES, SamplingParams, check_param, check_seed
+
+MAX_MANIFEST_BYTES = 1_000_000
+MAX_YAML_NODES = 50_000          # nodes visited while expanding aliases
+DEFAULT_CALIBRATION_TEXT = "This is my voice for the whole book, steady and clear."
+# A seed-only voice is generated once from its calibration line; the pipeline caps that generation
+# at prompt_frames_for(voice) frames, which is the line's estimate times this margin.
+CALIBRATION_MARGIN = 1.25
+REFERENCE_MAX_SECONDS = 60.0
+REFERENCE_GOOD_RANGE = (3.0, 15.0)   # warn outside; 5-10 s is best
+MAX_TRANSCRIPT_CPS = 40              # a transcript faster than this cannot be the reference's (cut audio)
+SPEAKER_TAG_RE = re.compile(r"\[S[12]\]")
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+CHARACTER_NAME_RE = re.compile(r"^[^\W\d_][\w'’.\- ]{0,39}$")
+HF_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+_STD = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_STD + t for t in ("str", "int", "float", "bool", "null")}
+
+
+# --------------------------------------------------------------------------------------------
+# Typed objects
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SegmentingSettings:
+    min_seconds: float = 5.0
+    max_seconds: float = 20.0
+    chars_per_second: float = 14.0   # default speaking rate; voices may override
+    read_headings: bool = True       # chapter headings are read aloud by the narration voice
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str
+    reference: Path | None
+    transcript: str | None
+    seed: int
+    sampling: SamplingParams
+    chars_per_second: float
+    draft_voice: str | None = None
+    calibration_text: str = DEFAULT_CALIBRATION_TEXT
+    reference_seconds: float | None = None
+
+    @property
+    def seed_only(self) -> bool:
+        return self.reference is None
+
+    @property
+    def prompt_transcript(self) -> str:
+        """Transcript of the audio prompt: the reference transcript, or the calibration line."""
+        return self.transcript if self.reference is not None else self.calibration_text
+
+    @property
+    def calibration_seconds(self) -> float:
+        return len(self.calibration_text) / self.chars_per_second
+
+
+def prompt_frames_for(voice: Voice) -> int:
+    """Decoder frames the voice's audio prompt occupies.
+
+    Reference voices: the reference duration at 86.13 frames/s (rounded up). Seed-only voices:
+    the calibration line's estimated duration times CALIBRATION_MARGIN; the pipeline must cap the
+    calibration generation at this many frames so the budgets computed by the planner hold.
+    """
+    if voice.reference is not None:
+        return math.ceil((voice.reference_seconds or 0.0) * FRAME_RATE)
+    return math.ceil(voice.calibration_seconds * FRAME_RATE * CALIBRATION_MARGIN)
+
+
+@dataclass(frozen=True)
+class Project:
+    manifest_path: Path
+    root: Path
+    title: str
+    author: str
+    narrator: str | None
+    genre: str
+    description: str | None
+    language: str
+    cover: Path | None
+    manuscripts: tuple[Path, ...]
+    chapters: tuple[int, ...] | None
+    voices: dict[str, Voice]
+    characters: dict[str, str]        # character name as written in the YAML -> voice name (match case-insensitively)
+    narration_voice: str
+    seed: int
+    sampling: SamplingParams
+    segmenting: SegmentingSettings
+    lexicon: dict[str, str]
+    delivery: DeliverySettings
+    qc: QCSettings
+    model: str | None
+    output_dir: Path
+    work_dir: Path
+    raw_slots: dict[str, str | None] = field(default_factory=dict)   # {"S1": voice, "S2": voice|None}
+    character_names: dict[str, str] = field(default_factory=dict)    # casefolded -> name as written in YAML
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def manifest_label(self) -> str:
+        """The manifest path as shown in messages (relative to the working directory when inside it)."""
+        return display_path(self.manifest_path)
+
+    def voice_for_character(self, name: str) -> str | None:
+        """The voice of ``name`` as written in a manuscript (case-insensitive), or None."""
+        key = self.character_names.get(name.strip().casefold())
+        return self.characters[key] if key is not None else None
+
+    def relpath(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it, else absolute."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML -> located tree
+# --------------------------------------------------------------------------------------------
+
+class Y:
+    """A YAML value with its 1-based line. Mappings: dict[str, Y] plus key lines; sequences: list[Y]."""
+    __slots__ = ("value", "line", "key_lines")
+
+    def __init__(self, value: Any, line: int, key_lines: dict[str, int] | None = None):
+        self.value = value
+        self.line = line
+        self.key_lines = key_lines
+
+    def plain(self) -> Any:
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+
+def parse_yaml(text: str, file: str) -> Y | None:
+    """Compose ``text`` with the safe loader and convert it to a :class:`Y` tree."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = mark.line + 1 if mark else None
+            msg = " ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
+            raise InputError(f"malformed YAML: {msg}", file=file, line=line) from None
+        except yaml.YAMLError as e:
+            raise InputError(f"malformed YAML: {e}", file=file) from None
+        if node is None:
+            return None
+        return _Converter(loader, file).convert(node)
+    finally:
+        loader.dispose()
+
+
+class _Converter:
+    def __init__(self, loader: yaml.SafeLoader, file: str):
+        self.loader = loader
+        self.file = file
+        self.visited = 0
+        self.stack: set[int] = set()
+
+    def err(self, node, msg):
+        return InputError(msg, file=self.file, line=node.start_mark.line + 1)
+
+    def convert(self, node) -> Y:
+        self.visited += 1
+        if self.visited > MAX_YAML_NODES:
+            raise self.err(node, f"manifest expands to more than {MAX_YAML_NODES} YAML nodes "
+                                 "(alias expansion bomb?)")
+        line = node.start_mark.line + 1
+        if id(node) in self.stack:
+            raise self.err(node, "recursive YAML alias")
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STD + "timestamp":
+                return Y(node.value, line)
+            if node.tag not in _SCALAR_TAGS:
+                raise self.err(node, f"YAML tag {node.tag!r} is not allowed (plain values only)")
+            try:
+                return Y(self.loader.construct_object(node, deep=True), line)
+            except yaml.YAMLError as e:
+                raise self.err(node, f"bad value: {getattr(e, 'problem', e)}") from None
+        self.stack.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _STD + "seq":
+                    raise self.err(node, f"YAML tag {node.tag!r} is not allowed")
+                return Y([self.convert(n) for n in node.value], line)
+            if isinstance(node, yaml.MappingNode):
+                if node.tag != _STD + "map":
+                    raise self.err(node, f"YAML tag {node.tag!r} is not allowed")
+                return self._mapping(node, line)
+        finally:
+            self.stack.discard(id(node))
+        raise self.err(node, "unsupported YAML node")  # pragma: no cover
+
+    def _mapping(self, node, line) -> Y:
+        out: dict[str, Y] = {}
+        key_lines: dict[str, int] = {}
+        merged: dict[str, Y] = {}
+        merged_lines: dict[str, int] = {}
+        for knode, vnode in node.value:
+            if knode.tag == _STD + "merge":   # `<<: *defaults`; explicit keys win
+                sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                for src in sources:
+                    m = self.convert(src)
+                    if not isinstance(m.value, dict):
+                        raise self.err(vnode, "merge key `<<` needs a mapping")
+                    for k, v in m.value.items():
+                        if k not in merged:
+                            merged[k] = v
+                            merged_lines[k] = m.key_lines[k]
+                continue
+            k = self.convert(knode)
+            if isinstance(k.value, bool) or not isinstance(k.value, (str, int)):
+                raise self.err(knode, f"mapping keys must be plain strings, got {k.value!r}")
+            key = str(k.value)
+            if key in out:
+                raise self.err(knode, f"duplicate key {key!r} (first at line {key_lines[key]})")
+            key_lines[key] = k.line
+            out[key] = self.convert(vnode)
+        for k, v in merged.items():
+            if k not in out:
+                out[k] = v
+                key_lines[k] = merged_lines[k]
+        return Y(out, line, key_lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+
+class _V:
+    """Validation context: the manifest label for error messages and the project root."""
+
+    def __init__(self, file: str, root: Path):
+        self.file = file
+        self.root = root
+        self.warnings: list[str] = []
+
+    def error(self, msg: str, y: Y | None = None, path: str | None = None, line: int | None = None):
+        return InputError(msg, file=self.file, line=line if line is not None else (y.line if y else None),
+                          field=path)
+
+    def warn(self, msg: str, y: Y | None, path: str | None):
+        self.warnings.append(str(InputError(msg, file=self.file, line=y.line if y else None, field=path)))
+
+    def mapping(self, y: Y, path: str, allowed: set[str] | tuple[str, ...]) -> dict[str, Y]:
+        if not isinstance(y.value, dict):
+            raise self.error(f"must be a mapping, got {_kind(y.value)}", y, path)
+        for k in y.value:
+            if k not in allowed:
+                hint = _suggest(k, allowed)
+                raise self.error(f"unknown key{hint}", path=_join(path, k), line=y.key_lines[k])
+        return y.value
+
+    def string(self, y: Y, path: str, *, allow_empty=False, max_len=10_000) -> str:
+        if not isinstance(y.value, str):
+            raise self.error(f"must be a string, got {_kind(y.value)}", y, path)
+        s = y.value.strip()
+        if not s and not allow_empty:
+            raise self.error("must not be empty", y, path)
+        if len(s) > max_len:
+            raise self.error(f"too long ({len(s)} characters, limit {max_len})", y, path)
+        if CONTROL_RE.search(s):
+            raise self.error("contains control characters", y, path)
+        return s
+
+    def number(self, y: Y, path: str, low: float, high: float) -> float:
+        v = y.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise self.error(f"must be a number, got {_kind(v)}", y, path)
+        if not low <= v <= high:
+            raise self.error(f"must be between {low:g} and {high:g}, got {v!r}", y, path)
+        return float(v)
+
+    def integer(self, y: Y, path: str, low: int, high: int) -> int:
+        v = y.value
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(f"must be an integer, got {_kind(v)}", y, path)
+        if not low <= v <= high:
+            raise self.error(f"must be between {low} and {high}, got {v!r}", y, path)
+        return v
+
+    def boolean(self, y: Y, path: str) -> bool:
+        if not isinstance(y.value, bool):
+            raise self.error(f"must be true or false, got {_kind(y.value)}", y, path)
+        return y.value
+
+    def path(self, y: Y, path: str, *, must_exist: bool = True, file: bool = True) -> Path:
+        s = self.string(y, path, max_len=4096)
+        p = Path(s).expanduser()
+        try:
+            full = (p if p.is_absolute() else self.root / p).resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError on Python < 3.13)
+            raise self.error(f"cannot resolve path {s!r}: symlink loop or unreadable link ({e})", y, path) from None
+        if not full.is_relative_to(self.root):
+            raise self.error(f"path {s!r} escapes the project directory", y, path)
+        if must_exist:
+            if not full.exists():
+                raise self.error(f"file not found: {s}", y, path)
+            if file and not full.is_file():
+                raise self.error(f"not a regular file: {s}", y, path)
+        return full
+
+
+def _kind(v) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    return repr(v)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _suggest(key: str, allowed) -> str:
+    import difflib
+    close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+TOP_KEYS = ("title", "author", "narrator", "genre", "description", "language", "cover",
+            "manuscript", "chapters", "voices", "characters", "narrator_voice", "raw_slots",
+            "seed", "sampling", "segmenting", "lexicon", "delivery", "qc", "model", "output_dir")
+VOICE_KEYS = ("reference", "transcript", "seed", "sampling", "chars_per_second", "draft_voice",
+              "calibration_text")
+
+
+def _sampling(v: _V, y: Y | None, path: str, base: SamplingParams) -> SamplingParams:
+    if y is None:
+        return base
+    m = v.mapping(y, path, tuple(RANGES))
+    changes = {}
+    for k, item in m.items():
+        check_param(k, item.value, file=v.file, line=item.line, field=_join(path, k))
+        changes[k] = item.value
+    return base.replace(**changes)
+
+
+def parse_chapter_selection(spec, *, file=None, line=None, field="chapters") -> tuple[int, ...] | None:
+    """``"1,3-4"`` / ``[1, 3, 4]`` / ``"all"`` -> sorted 1-based chapter numbers (None = all)."""
+    if spec is None or spec == "all":
+        return None
+    items: list[int] = []
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = [spec]
+    if isinstance(spec, list):
+        for x in spec:
+            if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+                raise InputError(f"chapter numbers are integers >= 1, got {x!r}", file=file, line=line,
+                                 field=field)
+            items.append(x)
+    elif isinstance(spec, str):
+        for part in spec.split(","):
+            part = part.strip()
+            m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+            if not m:
+                raise InputError(f"bad chapter selection {spec!r} (use e.g. 1,3-4)", file=file, line=line,
+                                 field=field)
+            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+            if a < 1 or b < a:
+                raise InputError(f"bad chapter range {part!r}", file=file, line=line, field=field)
+            if b - a > 100_000:
+                raise InputError(f"chapter range {part!r} too large", file=file, line=line, field=field)
+            items.extend(range(a, b + 1))
+    else:
+        raise InputError(f"must be a list of chapter numbers or a string like '1,3-4', got {spec!r}",
+                         file=file, line=line, field=field)
+    if not items:
+        raise InputError("empty chapter selection", file=file, line=line, field=field)
+    return tuple(sorted(set(items)))
+
+
+def _segmenting(v: _V, y: Y | None) -> SegmentingSettings:
+    d = SegmentingSettings()
+    if y is None:
+        return d
+    m = v.mapping(y, "segmenting", tuple(f.name for f in fields(SegmentingSettings)))
+    mn = v.number(m["min_seconds"], "segmenting.min_seconds", 1, 30) if "min_seconds" in m else d.min_seconds
+    mx = v.number(m["max_seconds"], "segmenting.max_seconds", 3, 35) if "max_seconds" in m else d.max_seconds
+    if mx <= mn:
+        raise v.error(f"must be larger than min_seconds ({mn:g})", m.get("max_seconds") or m["min_seconds"],
+                      "segmenting.max_seconds")
+    cps = (v.number(m["chars_per_second"], "segmenting.chars_per_second", 5, 40)
+           if "chars_per_second" in m else d.chars_per_second)
+    rh = v.boolean(m["read_headings"], "segmenting.read_headings") if "read_headings" in m else d.read_headings
+    return SegmentingSettings(mn, mx, cps, rh)
+
+
+def _qc(v: _V, y: Y | None) -> QCSettings:
+    d = QCSettings()
+    if y is None:
+        return d
+    m = v.mapping(y, "qc", tuple(f.name for f in fields(QCSettings)))
+    g = lambda k, fn, *a: fn(m[k], f"qc.{k}", *a) if k in m else getattr(d, k)  # noqa: E731
+    q = QCSettings(
+        max_attempts=g("max_attempts", v.integer, 1, 20),
+        duration_ratio_min=g("duration_ratio_min", v.number, 0.05, 1.0),
+        duration_ratio_max=g("duration_ratio_max", v.number, 1.0, 20.0),
+        max_internal_silence_s=g("max_internal_silence_s", v.number, 0.1, 60.0),
+    )
+    if q.duration_ratio_max <= q.duration_ratio_min:
+        raise v.error("must be larger than duration_ratio_min", m.get("duration_ratio_max"), "qc.duration_ratio_max")
+    return q
+
+
+def _float_fields(v: _V, m: dict[str, Y], path: str, spec: dict[str, tuple[float, float]], default):
+    out = {}
+    for k, (lo, hi) in spec.items():
+        out[k] = v.number(m[k], _join(path, k), lo, hi) if k in m else getattr(default, k)
+    return out
+
+
+def _delivery(v: _V, y: Y | None) -> DeliverySettings:
+    d = DeliverySettings()
+    if y is None:
+        return d
+    m = v.mapping(y, "delivery", tuple(f.name for f in fields(DeliverySettings)))
+    kw: dict[str, Any] = {}
+    if "profile" in m:
+        p = v.string(m["profile"], "delivery.profile")
+        if p not in PROFILES:
+            raise v.error(f"unknown profile {p!r} (one of {', '.join(PROFILES)})", m["profile"], "delivery.profile")
+        kw["profile"] = p
+    profile = kw.get("profile", d.profile)
+    if "target_lufs" in m and m["target_lufs"].value is not None:
+        kw["target_lufs"] = v.number(m["target_lufs"], "delivery.target_lufs", -40, -5)
+    if "true_peak_db" in m and m["true_peak_db"].value is not None:
+        kw["true_peak_db"] = v.number(m["true_peak_db"], "delivery.true_peak_db", -20, 0)
+    if profile == "custom" and "target_lufs" not in kw:
+        raise v.error("the custom profile needs target_lufs", m.get("profile", y), "delivery.target_lufs")
+    if "strict" in m:
+        kw["strict"] = v.boolean(m["strict"], "delivery.strict")
+    for key, allowed, allow_empty in (("formats", FORMATS, False), ("captions", CAPTIONS, True)):
+        if key in m:
+            item = m[key]
+            vals = item.value if isinstance(item.value, list) else [item]
+            if not isinstance(item.value, list):
+                vals = [item]
+            out = []
+            for e in vals:
+                s = v.string(e, f"delivery.{key}")
+                if s not in allowed:
+                    raise v.error(f"unknown format {s!r} (one of {', '.join(allowed)})", e, f"delivery.{key}")
+                if s not in out:
+                    out.append(s)
+            if not out and not allow_empty:
+                raise v.error("needs at least one format", item, f"delivery.{key}")
+            kw[key] = tuple(out)
+    if "mp3_bitrate_kbps" in m:
+        kw["mp3_bitrate_kbps"] = v.integer(m["mp3_bitrate_kbps"], "delivery.mp3_bitrate_kbps", 32, 320)
+        if profile == "acx" and kw["mp3_bitrate_kbps"] < 192:
+            raise v.error("ACX needs 192 kbps or more", m["mp3_bitrate_kbps"], "delivery.mp3_bitrate_kbps")
+    if "room_tone_db" in m:
+        kw["room_tone_db"] = v.number(m["room_tone_db"], "delivery.room_tone_db", -120, -40)
+    if "pcm_bits" in m:
+        kw["pcm_bits"] = v.integer(m["pcm_bits"], "delivery.pcm_bits", 16, 32)
+        if kw["pcm_bits"] not in (16, 24, 32):
+            raise v.error("must be 16, 24 or 32", m["pcm_bits"], "delivery.pcm_bits")
+    if "aac_bitrate_kbps" in m:
+        kw["aac_bitrate_kbps"] = v.integer(m["aac_bitrate_kbps"], "delivery.aac_bitrate_kbps", 32, 320)
+    # fields added to DeliverySettings later: validated by the type of their default
+    for f in fields(DeliverySettings):
+        k = f.name
+        if k in m and k not in kw and k not in ("target_lufs", "true_peak_db", "pauses", "trim"):
+            default = getattr(d, k)
+            path = f"delivery.{k}"
+            if isinstance(default, bool):
+                kw[k] = v.boolean(m[k], path)
+            elif isinstance(default, int):
+                kw[k] = v.integer(m[k], path, -10**9, 10**9)
+            elif isinstance(default, float):
+                kw[k] = v.number(m[k], path, -1e9, 1e9)
+            elif isinstance(default, str):
+                kw[k] = v.string(m[k], path)
+            else:  # pragma: no cover
+                raise v.error("cannot be set from YAML", m[k], path)
+    if "pauses" in m:
+        pm = v.mapping(m["pauses"], "delivery.pauses", tuple(f.name for f in fields(Pauses)))
+        kw["pauses"] = Pauses(**_float_fields(v, pm, "delivery.pauses",
+                                              {f.name: (0.0, 30.0) for f in fields(Pauses)}, Pauses()))
+        if profile == "acx":
+            p = kw["pauses"]
+            if not 0.5 <= p.chapter_start <= 1.0:
+                v.warn("ACX wants 0.5-1 s of room tone at the start", pm.get("chapter_start"), "delivery.pauses.chapter_start")
+            if not 1.0 <= p.chapter_end <= 5.0:
+                v.warn("ACX wants 1-5 s of room tone at the end", pm.get("chapter_end"), "delivery.pauses.chapter_end")
+    if "trim" in m:
+        tm = v.mapping(m["trim"], "delivery.trim", tuple(f.name for f in fields(Trim)))
+        kw["trim"] = Trim(**_float_fields(v, tm, "delivery.trim", {
+            "threshold_db": (-100.0, -10.0), "padding_ms": (0.0, 2000.0), "crossfade_ms": (0.0, 500.0)}, Trim()))
+    return DeliverySettings(**kw)
+
+
+def _reference_seconds(v: _V, path: Path, y: Y, fpath: str) -> float:
+    import soundfile
+    try:
+        info = soundfile.info(str(path))
+    except Exception as e:  # soundfile raises RuntimeError / LibsndfileError / TypeError
+        raise v.error(f"cannot read audio file ({str(e).strip() or type(e).__name__})", y, fpath) from None
+    if not info.samplerate or info.frames <= 0:
+        raise v.error("audio file is empty", y, fpath)
+    _check_wav_complete(v, path, y, fpath)
+    seconds = info.frames / info.samplerate
+    if seconds > REFERENCE_MAX_SECONDS:
+        raise v.error(f"reference is {seconds:.1f} s long (limit {REFERENCE_MAX_SECONDS:g} s; 5-10 s is best)", y, fpath)
+    lo, hi = REFERENCE_GOOD_RANGE
+    if not lo <= seconds <= hi:
+        v.warn(f"reference is {seconds:.1f} s long; 5-10 s works best", y, fpath)
+    return seconds
+
+
+def _check_wav_complete(v: _V, path: Path, y: Y, fpath: str) -> None:
+    """A RIFF/WAVE file whose data chunk is shorter than its header says was cut off (readers
+    silently play the part that is there, so the prompt would not match its transcript)."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            size = path.stat().st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    have = size - pos - 8
+                    if n not in (0, 0xFFFFFFFF) and n > have:
+                        raise v.error(f"truncated WAV: the header declares {n} bytes of audio, the file has "
+                                      f"{have}", y, fpath)
+                    return
+                pos += 8 + n + (n & 1)
+    except OSError as e:
+        raise v.error(f"cannot read audio file ({e.strerror or e})", y, fpath) from None
+
+
+def _prompt_text(v: _V, y: Y, path: str, max_len: int) -> str:
+    s = " ".join(v.string(y, path, max_len=max_len).split())
+    if SPEAKER_TAG_RE.search(s):
+        raise v.error("plain text only: leave out [S1]/[S2] tags (the planner adds them)", y, path)
+    return s
+
+
+def _voice(v: _V, name: str, y: Y, key_line: int, proj_seed_y: Y | None, project_sampling: SamplingParams,
+           default_cps: float) -> Voice:
+    path = f"voices.{name}"
+    if not VOICE_NAME_RE.match(name):
+        raise v.error("voice names use letters, digits, '_', '.', '-'", path=path, line=key_line)
+    if y.value is None:
+        y = Y({}, key_line, {})
+    m = v.mapping(y, path, VOICE_KEYS)
+    y = Y(y.value, key_line, y.key_lines)   # voice-level errors point at the voice's name
+    ref = v.path(m["reference"], path + ".reference") if "reference" in m else None
+    transcript = _prompt_text(v, m["transcript"], path + ".transcript", 900) if "transcript" in m else None
+    if ref is not None and transcript is None:
+        raise v.error("a voice with a reference needs the reference's exact transcript", y, path + ".transcript",
+                      line=m["reference"].line)
+    if transcript is not None and ref is None:
+        raise v.error("a transcript needs a reference audio file (or remove it for a seed-only voice)",
+                      m["transcript"], path + ".reference")
+    if "seed" in m:
+        check_seed(m["seed"].value, file=v.file, line=m["seed"].line, field=path + ".seed")
+        seed = m["seed"].value
+    elif ref is None:
+        raise v.error("a seed-only voice needs a seed (or a reference + transcript)", y, path + ".seed")
+    else:
+        seed = proj_seed_y.value if proj_seed_y is not None else 0
+    sampling = _sampling(v, m.get("sampling"), path + ".sampling", project_sampling)
+    cps = v.number(m["chars_per_second"], path + ".chars_per_second", 5, 40) if "chars_per_second" in m else default_cps
+    draft = v.string(m["draft_voice"], path + ".draft_voice", max_len=100) if "draft_voice" in m else None
+    if draft is not None and not re.fullmatch(r"[\w.+\-/]+", draft):
+        raise v.error(f"not an espeak-ng voice name: {draft!r}", m["draft_voice"], path + ".draft_voice")
+    calib = (_prompt_text(v, m["calibration_text"], path + ".calibration_text", 300)
+             if "calibration_text" in m else DEFAULT_CALIBRATION_TEXT)
+    if "calibration_text" in m and ref is not None:
+        raise v.error("calibration_text is only for seed-only voices (this voice has a reference)",
+                      m["calibration_text"], path + ".calibration_text")
+    ref_seconds = _reference_seconds(v, ref, m["reference"], path + ".reference") if ref is not None else None
+    if ref_seconds is not None and len(transcript) > MAX_TRANSCRIPT_CPS * max(ref_seconds, 0.5):
+        raise v.error(f"reference is {ref_seconds:.1f} s long but its transcript has {len(transcript)} characters "
+                      f"(more than {MAX_TRANSCRIPT_CPS} per second): truncated audio or the wrong transcript?",
+                      m["reference"], path + ".reference")
+    voice = Voice(name=name, reference=ref, transcript=transcript, seed=seed, sampling=sampling,
+                  chars_per_second=cps, draft_voice=draft, calibration_text=calib,
+                  reference_seconds=ref_seconds)
+    if prompt_frames_for(voice) > 1500:
+        raise v.error(f"voice prompt needs {prompt_frames_for(voice)} decoder frames; keep it under about "
+                      "15 s so text still fits in Dia's 3072 positions", m.get("reference", y), path)
+    return voice
+
+
+def _voice_ref(v: _V, y: Y, path: str, voices: dict[str, Voice]) -> str:
+    name = v.string(y, path, max_len=64)
+    if name not in voices:
+        raise v.error(f"voice {name!r} is not defined in voices", y, path)
+    return name
+
+
+def load_project(path: str | Path) -> Project:
+    """Load and validate ``path`` (a project.yaml). Raises InputError on any problem."""
+    given = str(path)
+    mpath = Path(path)
+    try:
+        if not mpath.is_file():
+            raise InputError("manifest not found" if not mpath.exists() else "not a regular file", file=given)
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise InputError(f"manifest is {size} bytes (limit {MAX_MANIFEST_BYTES})", file=given)
+        raw = mpath.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read manifest: {e.strerror or e}", file=given) from None
+    if b"\x00" in raw:
+        raise InputError("binary file: a manifest is UTF-8 YAML text", file=given)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte 0x{raw[e.start]:02x})", file=given, line=line) from None
+    root = mpath.resolve().parent
+    tree = parse_yaml(text, given)
+    if tree is None:
+        raise InputError("empty manifest", file=given)
+    v = _V(given, root)
+    m = v.mapping(tree, "", TOP_KEYS)
+
+    def req(key):
+        if key not in m:
+            raise v.error("required key missing", tree, key, line=tree.line)
+        return m[key]
+
+    title = v.string(req("title"), "title", max_len=500)
+    author = v.string(req("author"), "author", max_len=500)
+    opt = lambda k, fn=v.string, **kw: fn(m[k], k, **kw) if k in m and m[k].value is not None else None  # noqa: E731
+    narrator = opt("narrator", max_len=500)
+    genre = opt("genre", max_len=100) or "Audiobook"
+    description = opt("description", max_len=5000)
+    language = opt("language", max_len=35) or "en"
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+        raise v.error(f"not a language tag: {language!r} (e.g. en, en-US)", m["language"], "language")
+    cover = v.path(m["cover"], "cover") if "cover" in m and m["cover"].value is not None else None
+
+    ms_y = req("manuscript")
+    ms_items = ms_y.value if isinstance(ms_y.value, list) else [ms_y]
+    if not ms_items:
+        raise v.error("needs at least one manuscript file", ms_y, "manuscript")
+    manuscripts = tuple(v.path(i, "manuscript") for i in ms_items)
+
+    chapters = None
+    if "chapters" in m:
+        c = m["chapters"]
+        chapters = parse_chapter_selection(c.value, file=given, line=c.line, field="chapters")
+
+    seed_y = m.get("seed")
+    seed = 0
+    if seed_y is not None:
+        check_seed(seed_y.value, file=given, line=seed_y.line, field="seed")
+        seed = seed_y.value
+    sampling = _sampling(v, m.get("sampling"), "sampling", SamplingParams())
+    segmenting = _segmenting(v, m.get("segmenting"))
+
+    vy = req("voices")
+    vmap = v.mapping(vy, "voices", tuple(vy.value) if isinstance(vy.value, dict) else ())
+    if not vmap:
+        raise v.error("define at least one voice", vy, "voices")
+    voices = {name: _voice(v, name, item, vy.key_lines[name], seed_y, sampling, segmenting.chars_per_second)
+              for name, item in vmap.items()}
+    seeds: dict[int, str] = {}
+    for vo in voices.values():
+        if vo.seed_only:
+            if vo.seed in seeds:
+                v.warn(f"seed-only voices {seeds[vo.seed]!r} and {vo.name!r} share seed {vo.seed} "
+                       "and will sound alike", vmap[vo.name], f"voices.{vo.name}.seed")
+            seeds[vo.seed] = vo.name
+
+    characters: dict[str, str] = {}
+    character_names: dict[str, str] = {}
+    if "characters" in m and m["characters"].value is not None:
+        cy = m["characters"]
+        cmap = v.mapping(cy, "characters", tuple(cy.value) if isinstance(cy.value, dict) else ())
+        for cname, item in cmap.items():
+            p = f"characters.{cname}"
+            if not CHARACTER_NAME_RE.match(cname.strip()):
+                raise v.error("character names are letters, digits, spaces, ' . - (up to 40, no ':')",
+                              path=p, line=cy.key_lines[cname])
+            key = cname.strip().casefold()
+            if key in character_names:
+                raise v.error(f"same character as {character_names[key]!r} (names match case-insensitively)",
+                              path=p, line=cy.key_lines[cname])
+            characters[cname.strip()] = _voice_ref(v, item, p, voices)
+            character_names[key] = cname.strip()
+
+    first_voice = next(iter(voices))
+    narration_voice = _voice_ref(v, m["narrator_voice"], "narrator_voice", voices) if "narrator_voice" in m else first_voice
+    second = next((n for n in voices if n != narration_voice), None)
+    raw_slots: dict[str, str | None] = {"S1": narration_voice, "S2": second}
+    if "raw_slots" in m:
+        rm = v.mapping(m["raw_slots"], "raw_slots", ("S1", "S2"))
+        for slot, item in rm.items():
+            raw_slots[slot] = _voice_ref(v, item, f"raw_slots.{slot}", voices)
+
+    lexicon: dict[str, str] = {}
+    if "lexicon" in m and m["lexicon"].value is not None:
+        ly = m["lexicon"]
+        lmap = v.mapping(ly, "lexicon", tuple(ly.value) if isinstance(ly.value, dict) else ())
+        for word, item in lmap.items():
+            p = f"lexicon.{word}"
+            if not word.strip() or word != word.strip() or CONTROL_RE.search(word) or SPEAKER_TAG_RE.search(word):
+                raise v.error("lexicon entries are words or phrases without surrounding spaces", path=p,
+                              line=ly.key_lines[word])
+            if isinstance(item.value, (int, float)) and not isinstance(item.value, bool):
+                item = Y(str(item.value), item.line)
+            rep = v.string(item, p, max_len=500)
+            if SPEAKER_TAG_RE.search(rep) or "\n" in rep:
+                raise v.error("replacement must be plain text on one line without [S1]/[S2]", item, p)
+            lexicon[word] = rep
+
+    delivery = _delivery(v, m.get("delivery"))
+    qc = _qc(v, m.get("qc"))
+
+    model = None
+    if "model" in m and m["model"].value is not None:
+        s = v.string(m["model"], "model", max_len=4096)
+        local = (root / Path(s).expanduser()).resolve()
+        if local.exists():
+            # a manifest reads files inside its project only: shared weights come from --model
+            if not local.is_relative_to(root):
+                raise v.error(f"path {s!r} escapes the project directory (give shared weights with --model)",
+                              m["model"], "model")
+            model = str(local)
+        elif HF_REPO_RE.match(s) and not s.startswith((".", "/", "~")):
+            model = s
+        else:
+            raise v.error(f"model path not found: {s} (use a local path or a Hugging Face repo id)", m["model"], "model")
+
+    output_dir = (v.path(m["output_dir"], "output_dir", must_exist=False) if "output_dir" in m
+                  else root / "out")
+
+    return Project(
+        manifest_path=mpath.resolve(), root=root, title=title, author=author, narrator=narrator, genre=genre,
+        description=description, language=language, cover=cover, manuscripts=manuscripts, chapters=chapters,
+        voices=voices, characters=characters, narration_voice=narration_voice, seed=seed, sampling=sampling,
+        segmenting=segmenting, lexicon=lexicon, delivery=delivery, qc=qc, model=model, output_dir=output_dir,
+        work_dir=root / ".dia-studio", raw_slots=raw_slots, character_names=character_names,
+        warnings=tuple(v.warnings),
+    )
+
+
+def validate_project(path: str | Path) -> tuple[Project, list[str]]:
+    """Load the manifest and parse its manuscripts without segmenting. Returns (project, warnings)."""
+    from .manuscript import parse_project_manuscripts
+    project = load_project(path)
+    chapters, warnings = parse_project_manuscripts(project)
+    return project, list(project.warnings) + warnings
+
+
+__all__ = ["Project", "Voice", "SegmentingSettings", "QCSettings", "load_project", "validate_project",
+           "prompt_frames_for", "parse_chapter_selection", "parse_yaml", "DEFAULT_CALIBRATION_TEXT",
+           "CALIBRATION_MARGIN", "MAX_MANIFEST_BYTES"]

@@ -1,0 +1,57 @@
+"""Settings that more than one room reads: delivery (profile, formats, pauses, trimming, room tone) and QC.
+
+These dataclasses are what the `delivery:` and `qc:` sections of project.yaml are validated into
+(dia_core.script.project); their field names are the YAML keys. Audio finishing and QC read them
+without importing the YAML loader. Profile numbers: docs/delivery-specs.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROFILES = ("acx", "podcast", "ebu-r128", "custom")
+FORMATS = ("mp3", "flac", "wav", "m4b")
+CAPTIONS = ("vtt", "srt")
+
+
+@dataclass(frozen=True)
+class Pauses:
+    """Silence (room tone) inserted between segments, in seconds, by boundary kind."""
+    sentence: float = 0.25   # two segments cut inside one paragraph
+    turn: float = 0.45       # speaker change
+    paragraph: float = 0.7
+    scene: float = 1.5       # scene break (***, ---)
+    chapter_start: float = 0.75  # head room tone; acx needs 0.5-1 s
+    chapter_end: float = 2.5     # tail room tone; acx needs 1-5 s
+
+
+@dataclass(frozen=True)
+class Trim:
+    """Leading/trailing silence trimming of each generated segment."""
+    threshold_db: float = -45.0   # below this (dBFS, short-term RMS) counts as silence
+    padding_ms: float = 40.0      # keep this much around detected speech
+    crossfade_ms: float = 8.0     # fade at every join to avoid clicks
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    profile: str = "acx"                 # acx | podcast | ebu-r128 | custom
+    target_lufs: float | None = None     # custom profile: integrated loudness target
+    true_peak_db: float | None = None    # custom profile: true-peak ceiling (dBTP)
+    strict: bool = False                 # a chapter that misses its profile fails the run
+    formats: tuple[str, ...] = ("mp3", "m4b")
+    captions: tuple[str, ...] = ("vtt", "srt")
+    mp3_bitrate_kbps: int = 192
+    room_tone_db: float = -70.0          # level of the generated room tone (dBFS RMS)
+    pcm_bits: int = 24                   # PCM size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
+    aac_bitrate_kbps: int = 96           # m4b (AAC, mono); at 64 the encode lifts speech peaks ~0.5 dB
+    pauses: Pauses = field(default_factory=Pauses)
+    trim: Trim = field(default_factory=Trim)
+
+
+@dataclass(frozen=True)
+class QCSettings:
+    """Manifest ``qc:``, and the one source of the QC defaults (dia_core.audio.qc.QCThresholds)."""
+    max_attempts: int = 3
+    duration_ratio_min: float = 0.5
+    duration_ratio_max: float = 2.0
+    max_internal_silence_s: float = 2.0

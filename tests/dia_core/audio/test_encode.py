@@ -1,0 +1,159 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dia_core import audiofile as io
+from dia_core.atomic import clean_temps
+from dia_core.audio.m4b import escape_ffmetadata, export_m4b, ffmetadata
+from dia_core.audio.encode import export_chapter, to_pcm
+from dia_core.settings import DeliverySettings
+from dia_core.errors import InputError
+
+from .conftest import SR, speechlike
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_chapter_formats_codecs_and_bit_depth(tmp_path):
+    x = speechlike(2.0)
+    s = DeliverySettings(profile="podcast", formats=("wav", "flac", "mp3", "m4b"))
+    out = export_chapter(x, tmp_path / "01.intro", s, tags={"title": "Intro"})
+    assert set(out) == {"wav", "flac", "mp3"}
+    assert out["wav"].name == "01.intro.wav"
+    assert sf.info(str(out["wav"])).subtype == "PCM_24"
+    assert sf.info(str(out["flac"])).subtype == "PCM_24"
+    mp3 = io.probe(out["mp3"])["streams"][0]
+    assert (mp3["codec_name"], mp3["sample_rate"], mp3["channels"], mp3["bit_rate"]) == ("mp3", "44100", 1, "192000")
+    # 24-bit PCM keeps the float signal to within 1 LSB
+    y = io.read_audio(out["wav"])
+    assert np.abs(y - x).max() <= 1.5 / 2 ** 23
+    assert np.abs(io.read_audio(out["flac"]) - x).max() <= 1.5 / 2 ** 23
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_16_bit_uses_tpdf_dither():
+    x = np.full(SR, 0.3 / 32768, np.float32)          # 0.3 LSB: plain rounding would give all zeros
+    data, width = to_pcm(x, 16, seed=1)
+    q = np.frombuffer(data, "<i2")
+    assert width == 2 and q.std() > 0.3
+    assert q.mean() == pytest.approx(0.3, abs=0.02)   # dither keeps the average (no truncation bias)
+    assert set(np.unique(q)) <= {-1, 0, 1, 2}
+    with pytest.raises(InputError):
+        to_pcm(x, 20)
+
+
+def test_ffmetadata_escaping():
+    assert escape_ffmetadata("a=b;c#d\\e\nf") == "a\\=b\\;c\\#d\\\\e\\\nf"
+    text = ffmetadata({"title": "T=1", "genre": None}, [(0, 1234, "One"), (1234, 2000, "Two;")])
+    assert text.startswith(";FFMETADATA1\ntitle=T\\=1\n")
+    assert "genre" not in text
+    assert text.count("[CHAPTER]") == 2 and text.count("TIMEBASE=1/1000") == 2
+    assert "START=1234\nEND=2000\ntitle=Two\\;" in text
+
+
+def test_m4b_chapters_tags_cover(tmp_path):
+    cover = tmp_path / "cover.png"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1",
+                    str(cover)], check=True)
+    lengths = [1.5, 2.25, 0.8, 3.1]
+    chapters = [speechlike(d, seed=i, lead=0, trail=0) for i, d in enumerate(lengths)]
+    io.write_wav_float(chapters[0], tmp_path / "c0.wav")
+    export_chapter(chapters[1], tmp_path / "c1", DeliverySettings(formats=("flac",)))
+    items = [tmp_path / "c0.wav", tmp_path / "c1.flac", chapters[2], chapters[3]]
+    titles = ["Opening Credits", "Chapter 1: A=B; #1", "Chapter 2", "The End"]
+    path, bounds = export_m4b(items, titles, tmp_path / "book.m4b",
+                              {"title": "Book", "author": "Ann Author", "narrator": "Ned", "genre": None},
+                              cover=cover)
+    info = io.probe(path)
+    chs = info["chapters"]
+    assert [c["tags"]["title"] for c in chs] == titles
+    expected = np.concatenate([[0], np.cumsum([len(c) for c in chapters])]) / SR
+    for c, start, end, b in zip(chs, expected[:-1], expected[1:], bounds):
+        assert abs(float(c["start_time"]) - start) <= 0.020
+        assert abs(float(c["end_time"]) - end) <= 0.020
+        assert b == (round(start * 1000), round(end * 1000))
+    tags = info["format"]["tags"]
+    assert (tags["title"], tags["artist"], tags["album"], tags["composer"], tags["genre"]) == \
+        ("Book", "Ann Author", "Book", "Ned", "Audiobook")
+    kinds = {(s["codec_type"], s["codec_name"]) for s in info["streams"]}
+    assert ("audio", "aac") in kinds and ("video", "png") in kinds
+    assert abs(float(info["format"]["duration"]) - expected[-1]) < 0.1
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_m4b_input_errors(tmp_path):
+    with pytest.raises(InputError):
+        export_m4b([speechlike(0.5)], ["a", "b"], tmp_path / "b.m4b")
+    with pytest.raises(InputError):
+        export_m4b([speechlike(0.5)], ["a"], tmp_path / "b.m4b", cover=tmp_path / "missing.jpg")
+    assert not (tmp_path / "b.m4b").exists()
+
+
+CHILD = r"""
+import sys, numpy as np
+from pathlib import Path
+from dia_core.audio.encode import export_chapter
+from dia_core.settings import DeliverySettings
+x = (np.random.default_rng(0).standard_normal(44100 * 600) * 0.05).astype(np.float32)
+export_chapter(x, Path(sys.argv[1]) / "ch01", DeliverySettings(formats=("mp3",)), correct_lossy_gain=False)
+print("done", flush=True)
+"""
+
+
+def _ffmpeg_children(pid):
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1: stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            if ppid == pid and comm == "ffmpeg":
+                kids.append(int(d.name))
+    return kids
+
+
+def test_kill_midway_leaves_no_final_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None and not _ffmpeg_children(proc.pid):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-500:]
+        assert _ffmpeg_children(proc.pid), "ffmpeg never started"
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGKILL)          # the export's own process group (python + ffmpeg)
+    finally:
+        stdout = proc.communicate(timeout=30)[0]
+    assert proc.returncode == -signal.SIGKILL
+    assert b"done" not in stdout                    # it really was interrupted
+    assert not (out / "ch01.mp3").exists()
+    temps = list(out.glob(".tmp-*"))
+    assert all(p.name.startswith(".tmp-ch01-") for p in temps)
+    assert sorted(clean_temps(out)) == sorted(temps)
+    assert list(out.iterdir()) == []
+
+
+def test_clean_temps_keeps_finished_and_young_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    keep = tmp_path / "ch01.mp3"
+    keep.write_bytes(b"x")
+    old = tmp_path / "sub" / ".tmp-ch02-abc.mp3"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    young = tmp_path / ".tmp-ch03-def.mp3"
+    young.write_bytes(b"x")
+    assert clean_temps(tmp_path, min_age_s=60) == [old]
+    assert keep.exists() and young.exists() and not old.exists()
