@@ -23,13 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from .project import display_path
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .project import Project
+from ..files import read_bounded
+from .project import Project, display_path
 
 MAX_MANUSCRIPT_BYTES = 64 * 1024 * 1024
 MAX_LINE_CHARS = 100_000
@@ -102,13 +99,7 @@ class Casting:
 
 def read_text_file(path: Path, label: str) -> str:
     """Read a manuscript as plain UTF-8 text, rejecting binary files and other encodings."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_MANUSCRIPT_BYTES:
-            raise InputError(f"manuscript is {size} bytes (limit {MAX_MANUSCRIPT_BYTES})", file=label)
-        raw = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read manuscript: {e.strerror or e}", file=label) from None
+    raw = read_bounded(path, MAX_MANUSCRIPT_BYTES, label=label, what="manuscript")
     return decode_text(raw, label)
 
 

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+import soundfile
 
 from ..settings import CAPTIONS, FORMATS, PROFILES, DeliverySettings, Pauses, QCSettings, Trim
 from ..errors import InputError
+from ..files import read_bounded
+from .yamltree import CONTROL_RE, Located, Validator, join, parse_yaml
 from ..params import FRAME_RATE, RANGES, SamplingParams, check_param, check_seed
 
 MAX_MANIFEST_BYTES = 1_000_000
-MAX_YAML_NODES = 50_000          # nodes visited while expanding aliases
 DEFAULT_CALIBRATION_TEXT = "This is my voice for the whole book, steady and clear."
 # A seed-only voice is generated once from its calibration line; the pipeline caps that generation
 # at prompt_frames_for(voice) frames, which is the line's estimate times this margin.
@@ -37,13 +39,10 @@ REFERENCE_MAX_SECONDS = 60.0
 REFERENCE_GOOD_RANGE = (3.0, 15.0)   # warn outside; 5-10 s is best
 MAX_TRANSCRIPT_CPS = 40              # a transcript faster than this cannot be the reference's (cut audio)
 SPEAKER_TAG_RE = re.compile(r"\[S[12]\]")
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 CHARACTER_NAME_RE = re.compile(r"^[^\W\d_][\w'’.\- ]{0,39}$")
 HF_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-_STD = "tag:yaml.org,2002:"
-_SCALAR_TAGS = {_STD + t for t in ("str", "int", "float", "bool", "null")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,218 +150,6 @@ def display_path(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# YAML -> located tree
-# --------------------------------------------------------------------------------------------
-
-class Y:
-    """A YAML value with its 1-based line. Mappings: dict[str, Y] plus key lines; sequences: list[Y]."""
-    __slots__ = ("value", "line", "key_lines")
-
-    def __init__(self, value: Any, line: int, key_lines: dict[str, int] | None = None):
-        self.value = value
-        self.line = line
-        self.key_lines = key_lines
-
-    def plain(self) -> Any:
-        if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
-        return self.value
-
-
-def parse_yaml(text: str, file: str) -> Y | None:
-    """Compose ``text`` with the safe loader and convert it to a :class:`Y` tree."""
-    loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            line = mark.line + 1 if mark else None
-            msg = " ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
-            raise InputError(f"malformed YAML: {msg}", file=file, line=line) from None
-        except yaml.YAMLError as e:
-            raise InputError(f"malformed YAML: {e}", file=file) from None
-        if node is None:
-            return None
-        return _Converter(loader, file).convert(node)
-    finally:
-        loader.dispose()
-
-
-class _Converter:
-    def __init__(self, loader: yaml.SafeLoader, file: str):
-        self.loader = loader
-        self.file = file
-        self.visited = 0
-        self.stack: set[int] = set()
-
-    def err(self, node, msg):
-        return InputError(msg, file=self.file, line=node.start_mark.line + 1)
-
-    def convert(self, node) -> Y:
-        self.visited += 1
-        if self.visited > MAX_YAML_NODES:
-            raise self.err(node, f"manifest expands to more than {MAX_YAML_NODES} YAML nodes "
-                                 "(alias expansion bomb?)")
-        line = node.start_mark.line + 1
-        if id(node) in self.stack:
-            raise self.err(node, "recursive YAML alias")
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag == _STD + "timestamp":
-                return Y(node.value, line)
-            if node.tag not in _SCALAR_TAGS:
-                raise self.err(node, f"YAML tag {node.tag!r} is not allowed (plain values only)")
-            try:
-                return Y(self.loader.construct_object(node, deep=True), line)
-            except yaml.YAMLError as e:
-                raise self.err(node, f"bad value: {getattr(e, 'problem', e)}") from None
-        self.stack.add(id(node))
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                if node.tag != _STD + "seq":
-                    raise self.err(node, f"YAML tag {node.tag!r} is not allowed")
-                return Y([self.convert(n) for n in node.value], line)
-            if isinstance(node, yaml.MappingNode):
-                if node.tag != _STD + "map":
-                    raise self.err(node, f"YAML tag {node.tag!r} is not allowed")
-                return self._mapping(node, line)
-        finally:
-            self.stack.discard(id(node))
-        raise self.err(node, "unsupported YAML node")  # pragma: no cover
-
-    def _mapping(self, node, line) -> Y:
-        out: dict[str, Y] = {}
-        key_lines: dict[str, int] = {}
-        merged: dict[str, Y] = {}
-        merged_lines: dict[str, int] = {}
-        for knode, vnode in node.value:
-            if knode.tag == _STD + "merge":   # `<<: *defaults`; explicit keys win
-                sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
-                for src in sources:
-                    m = self.convert(src)
-                    if not isinstance(m.value, dict):
-                        raise self.err(vnode, "merge key `<<` needs a mapping")
-                    for k, v in m.value.items():
-                        if k not in merged:
-                            merged[k] = v
-                            merged_lines[k] = m.key_lines[k]
-                continue
-            k = self.convert(knode)
-            if isinstance(k.value, bool) or not isinstance(k.value, (str, int)):
-                raise self.err(knode, f"mapping keys must be plain strings, got {k.value!r}")
-            key = str(k.value)
-            if key in out:
-                raise self.err(knode, f"duplicate key {key!r} (first at line {key_lines[key]})")
-            key_lines[key] = k.line
-            out[key] = self.convert(vnode)
-        for k, v in merged.items():
-            if k not in out:
-                out[k] = v
-                key_lines[k] = merged_lines[k]
-        return Y(out, line, key_lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
-
-class _V:
-    """Validation context: the manifest label for error messages and the project root."""
-
-    def __init__(self, file: str, root: Path):
-        self.file = file
-        self.root = root
-        self.warnings: list[str] = []
-
-    def error(self, msg: str, y: Y | None = None, path: str | None = None, line: int | None = None):
-        return InputError(msg, file=self.file, line=line if line is not None else (y.line if y else None),
-                          field=path)
-
-    def warn(self, msg: str, y: Y | None, path: str | None):
-        self.warnings.append(str(InputError(msg, file=self.file, line=y.line if y else None, field=path)))
-
-    def mapping(self, y: Y, path: str, allowed: set[str] | tuple[str, ...]) -> dict[str, Y]:
-        if not isinstance(y.value, dict):
-            raise self.error(f"must be a mapping, got {_kind(y.value)}", y, path)
-        for k in y.value:
-            if k not in allowed:
-                hint = _suggest(k, allowed)
-                raise self.error(f"unknown key{hint}", path=_join(path, k), line=y.key_lines[k])
-        return y.value
-
-    def string(self, y: Y, path: str, *, allow_empty=False, max_len=10_000) -> str:
-        if not isinstance(y.value, str):
-            raise self.error(f"must be a string, got {_kind(y.value)}", y, path)
-        s = y.value.strip()
-        if not s and not allow_empty:
-            raise self.error("must not be empty", y, path)
-        if len(s) > max_len:
-            raise self.error(f"too long ({len(s)} characters, limit {max_len})", y, path)
-        if CONTROL_RE.search(s):
-            raise self.error("contains control characters", y, path)
-        return s
-
-    def number(self, y: Y, path: str, low: float, high: float) -> float:
-        v = y.value
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-            raise self.error(f"must be a number, got {_kind(v)}", y, path)
-        if not low <= v <= high:
-            raise self.error(f"must be between {low:g} and {high:g}, got {v!r}", y, path)
-        return float(v)
-
-    def integer(self, y: Y, path: str, low: int, high: int) -> int:
-        v = y.value
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.error(f"must be an integer, got {_kind(v)}", y, path)
-        if not low <= v <= high:
-            raise self.error(f"must be between {low} and {high}, got {v!r}", y, path)
-        return v
-
-    def boolean(self, y: Y, path: str) -> bool:
-        if not isinstance(y.value, bool):
-            raise self.error(f"must be true or false, got {_kind(y.value)}", y, path)
-        return y.value
-
-    def path(self, y: Y, path: str, *, must_exist: bool = True, file: bool = True) -> Path:
-        s = self.string(y, path, max_len=4096)
-        p = Path(s).expanduser()
-        try:
-            full = (p if p.is_absolute() else self.root / p).resolve()
-        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError on Python < 3.13)
-            raise self.error(f"cannot resolve path {s!r}: symlink loop or unreadable link ({e})", y, path) from None
-        if not full.is_relative_to(self.root):
-            raise self.error(f"path {s!r} escapes the project directory", y, path)
-        if must_exist:
-            if not full.exists():
-                raise self.error(f"file not found: {s}", y, path)
-            if file and not full.is_file():
-                raise self.error(f"not a regular file: {s}", y, path)
-        return full
-
-
-def _kind(v) -> str:
-    if v is None:
-        return "nothing"
-    if isinstance(v, dict):
-        return "a mapping"
-    if isinstance(v, list):
-        return "a list"
-    return repr(v)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _suggest(key: str, allowed) -> str:
-    import difflib
-    close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-
-
-# --------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------
 
@@ -373,13 +160,13 @@ VOICE_KEYS = ("reference", "transcript", "seed", "sampling", "chars_per_second",
               "calibration_text")
 
 
-def _sampling(v: _V, y: Y | None, path: str, base: SamplingParams) -> SamplingParams:
+def _sampling(v: Validator, y: Located | None, path: str, base: SamplingParams) -> SamplingParams:
     if y is None:
         return base
     m = v.mapping(y, path, tuple(RANGES))
     changes = {}
     for k, item in m.items():
-        check_param(k, item.value, file=v.file, line=item.line, field=_join(path, k))
+        check_param(k, item.value, file=v.file, line=item.line, field=join(path, k))
         changes[k] = item.value
     return base.replace(**changes)
 
@@ -418,7 +205,7 @@ def parse_chapter_selection(spec, *, file=None, line=None, field="chapters") -> 
     return tuple(sorted(set(items)))
 
 
-def _segmenting(v: _V, y: Y | None) -> SegmentingSettings:
+def _segmenting(v: Validator, y: Located | None) -> SegmentingSettings:
     d = SegmentingSettings()
     if y is None:
         return d
@@ -434,7 +221,7 @@ def _segmenting(v: _V, y: Y | None) -> SegmentingSettings:
     return SegmentingSettings(mn, mx, cps, rh)
 
 
-def _qc(v: _V, y: Y | None) -> QCSettings:
+def _qc(v: Validator, y: Located | None) -> QCSettings:
     d = QCSettings()
     if y is None:
         return d
@@ -451,14 +238,14 @@ def _qc(v: _V, y: Y | None) -> QCSettings:
     return q
 
 
-def _float_fields(v: _V, m: dict[str, Y], path: str, spec: dict[str, tuple[float, float]], default):
+def _float_fields(v: Validator, m: dict[str, Located], path: str, spec: dict[str, tuple[float, float]], default):
     out = {}
     for k, (lo, hi) in spec.items():
-        out[k] = v.number(m[k], _join(path, k), lo, hi) if k in m else getattr(default, k)
+        out[k] = v.number(m[k], join(path, k), lo, hi) if k in m else getattr(default, k)
     return out
 
 
-def _delivery(v: _V, y: Y | None) -> DeliverySettings:
+def _delivery(v: Validator, y: Located | None) -> DeliverySettings:
     d = DeliverySettings()
     if y is None:
         return d
@@ -539,8 +326,7 @@ def _delivery(v: _V, y: Y | None) -> DeliverySettings:
     return DeliverySettings(**kw)
 
 
-def _reference_seconds(v: _V, path: Path, y: Y, fpath: str) -> float:
-    import soundfile
+def _reference_seconds(v: Validator, path: Path, y: Located, fpath: str) -> float:
     try:
         info = soundfile.info(str(path))
     except Exception as e:  # soundfile raises RuntimeError / LibsndfileError / TypeError
@@ -557,10 +343,9 @@ def _reference_seconds(v: _V, path: Path, y: Y, fpath: str) -> float:
     return seconds
 
 
-def _check_wav_complete(v: _V, path: Path, y: Y, fpath: str) -> None:
+def _check_wav_complete(v: Validator, path: Path, y: Located, fpath: str) -> None:
     """A RIFF/WAVE file whose data chunk is shorter than its header says was cut off (readers
     silently play the part that is there, so the prompt would not match its transcript)."""
-    import struct
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -582,22 +367,22 @@ def _check_wav_complete(v: _V, path: Path, y: Y, fpath: str) -> None:
         raise v.error(f"cannot read audio file ({e.strerror or e})", y, fpath) from None
 
 
-def _prompt_text(v: _V, y: Y, path: str, max_len: int) -> str:
+def _prompt_text(v: Validator, y: Located, path: str, max_len: int) -> str:
     s = " ".join(v.string(y, path, max_len=max_len).split())
     if SPEAKER_TAG_RE.search(s):
         raise v.error("plain text only: leave out [S1]/[S2] tags (the planner adds them)", y, path)
     return s
 
 
-def _voice(v: _V, name: str, y: Y, key_line: int, proj_seed_y: Y | None, project_sampling: SamplingParams,
+def _voice(v: Validator, name: str, y: Located, key_line: int, proj_seed_y: Located | None, project_sampling: SamplingParams,
            default_cps: float) -> Voice:
     path = f"voices.{name}"
     if not VOICE_NAME_RE.match(name):
         raise v.error("voice names use letters, digits, '_', '.', '-'", path=path, line=key_line)
     if y.value is None:
-        y = Y({}, key_line, {})
+        y = Located({}, key_line, {})
     m = v.mapping(y, path, VOICE_KEYS)
-    y = Y(y.value, key_line, y.key_lines)   # voice-level errors point at the voice's name
+    y = Located(y.value, key_line, y.key_lines)   # voice-level errors point at the voice's name
     ref = v.path(m["reference"], path + ".reference") if "reference" in m else None
     transcript = _prompt_text(v, m["transcript"], path + ".transcript", 900) if "transcript" in m else None
     if ref is not None and transcript is None:
@@ -637,7 +422,7 @@ def _voice(v: _V, name: str, y: Y, key_line: int, proj_seed_y: Y | None, project
     return voice
 
 
-def _voice_ref(v: _V, y: Y, path: str, voices: dict[str, Voice]) -> str:
+def _voice_ref(v: Validator, y: Located, path: str, voices: dict[str, Voice]) -> str:
     name = v.string(y, path, max_len=64)
     if name not in voices:
         raise v.error(f"voice {name!r} is not defined in voices", y, path)
@@ -648,15 +433,13 @@ def load_project(path: str | Path) -> Project:
     """Load and validate ``path`` (a project.yaml). Raises InputError on any problem."""
     given = str(path)
     mpath = Path(path)
-    try:
-        if not mpath.is_file():
-            raise InputError("manifest not found" if not mpath.exists() else "not a regular file", file=given)
-        size = mpath.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise InputError(f"manifest is {size} bytes (limit {MAX_MANIFEST_BYTES})", file=given)
-        raw = mpath.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read manifest: {e.strerror or e}", file=given) from None
+    if mpath.is_dir():
+        inside = mpath / "project.yaml"
+        hint = f"; did you mean {inside}?" if inside.is_file() else " (give the path of its project.yaml)"
+        raise InputError(f"is a folder, not a manifest{hint}", file=given)
+    if not mpath.is_file():
+        raise InputError("manifest not found" if not mpath.exists() else "not a regular file", file=given)
+    raw = read_bounded(mpath, MAX_MANIFEST_BYTES, label=given, what="manifest")
     if b"\x00" in raw:
         raise InputError("binary file: a manifest is UTF-8 YAML text", file=given)
     try:
@@ -668,7 +451,7 @@ def load_project(path: str | Path) -> Project:
     tree = parse_yaml(text, given)
     if tree is None:
         raise InputError("empty manifest", file=given)
-    v = _V(given, root)
+    v = Validator(given, root)
     m = v.mapping(tree, "", TOP_KEYS)
 
     def req(key):
@@ -756,7 +539,7 @@ def load_project(path: str | Path) -> Project:
                 raise v.error("lexicon entries are words or phrases without surrounding spaces", path=p,
                               line=ly.key_lines[word])
             if isinstance(item.value, (int, float)) and not isinstance(item.value, bool):
-                item = Y(str(item.value), item.line)
+                item = Located(str(item.value), item.line)
             rep = v.string(item, p, max_len=500)
             if SPEAKER_TAG_RE.search(rep) or "\n" in rep:
                 raise v.error("replacement must be plain text on one line without [S1]/[S2]", item, p)
@@ -791,16 +574,3 @@ def load_project(path: str | Path) -> Project:
         work_dir=root / ".dia-studio", raw_slots=raw_slots, character_names=character_names,
         warnings=tuple(v.warnings),
     )
-
-
-def validate_project(path: str | Path) -> tuple[Project, list[str]]:
-    """Load the manifest and parse its manuscripts without segmenting. Returns (project, warnings)."""
-    from .manuscript import parse_project_manuscripts
-    project = load_project(path)
-    chapters, warnings = parse_project_manuscripts(project)
-    return project, list(project.warnings) + warnings
-
-
-__all__ = ["Project", "Voice", "SegmentingSettings", "QCSettings", "load_project", "validate_project",
-           "prompt_frames_for", "parse_chapter_selection", "parse_yaml", "DEFAULT_CALIBRATION_TEXT",
-           "CALIBRATION_MARGIN", "MAX_MANIFEST_BYTES"]

@@ -180,9 +180,16 @@ def _(root):
     return [root / "tiny-bell" / "nothing-here.yaml"]
 
 
-@case("manifest-is-directory", "voices", r"not a regular file", command="plan")
+@case("manifest-is-directory", "voices", r"is a folder, not a manifest \(give the path of its project.yaml\)",
+      command="plan")
 def _(root):
     return [project(root).parent / "voices"]
+
+
+@case("project-folder-given", "tiny-bell", r"is a folder, not a manifest; did you mean .*tiny-bell/project.yaml\?",
+      command="validate")
+def _(root):
+    return [project(root).parent]
 
 
 # --- wrong types ----------------------------------------------------------------------------------
