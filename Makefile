@@ -19,6 +19,7 @@ demo: setup
 	$(VENV)/bin/dia-studio catalog projects --draft --out out
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench-smoke: setup

@@ -17,10 +17,14 @@ one also writes its details to a log file that the line names (``--debug`` shows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
+import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -154,9 +158,32 @@ def _print_table(plan) -> None:
     Console(file=sys.stdout, soft_wrap=False).print(table)
 
 
+def check_output_dir(path: Path, field: str = "--out") -> None:
+    """Bad input if ``path`` cannot be created and written, found before any work starts. Leaves
+    nothing behind: folders it had to create for the probe are removed again."""
+    created = []
+    try:
+        for parent in reversed([path, *path.parents]):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise InputError(f"{parent} is not a folder", file=path, field=field)
+                continue
+            parent.mkdir()
+            created.append(parent)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".dia-studio-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror or e}", file=path, field=field) from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
 def cmd_render(args) -> int:
     options = options_from_args(args)
     job = open_job(args.project, options)  # validates everything; writes nothing
+    check_output_dir(job.out_dir, "--out" if options.out_dir else "output_dir")
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
     _prefect_home(job.project.work_dir / "prefect")
     try:  # taken here, before any flow starts, so a busy render says one line and nothing else
@@ -165,12 +192,15 @@ def cmd_render(args) -> int:
         print(f"busy: {e}", file=sys.stderr)
         return EXIT_BUSY
     try:
+        # Prefect is imported only now: PREFECT_HOME must be set first (it is read at import).
         from flows.produce import produce
+        from flows.server import prefect_api
 
-        with _progress(args, job.project.title) as on_progress:
+        _log_to_file(args, job.project.work_dir / "logs")
+        with prefect_api(job.project.work_dir / "logs", _say), _progress(args, job.project.title) as on_progress:
             state = produce(project=str(Path(args.project)), options=options, on_progress=on_progress,
                             return_state=True)
-        return _report(state, job.out_dir)
+        return _report(args, state, job.out_dir)
     finally:
         lock.release()
 
@@ -180,11 +210,21 @@ def cmd_catalog(args) -> int:
     if not catalog.is_dir():
         raise InputError("catalog folder not found", file=catalog)
     options = options_from_args(args)
+    if options.out_dir:
+        check_output_dir(Path(options.out_dir))
     _prefect_home(catalog / ".dia-studio" / "prefect")
     from flows.catalog import narrate_catalog
+    from flows.server import prefect_api
 
-    state = narrate_catalog(catalog=str(catalog), options=options, deployment=args.deployment, return_state=True)
-    return _report(state, Path(options.out_dir) if options.out_dir else catalog)
+    _log_to_file(args, catalog / ".dia-studio" / "logs")
+    with prefect_api(catalog / ".dia-studio" / "logs", _say):
+        state = narrate_catalog(catalog=str(catalog), options=options, deployment=args.deployment,
+                                return_state=True)
+    return _report(args, state, Path(options.out_dir) if options.out_dir else catalog)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -199,7 +239,7 @@ def _prefect_home(default: Path) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def _report(state, out_dir: Path) -> int:
+def _report(args, state, out_dir: Path) -> int:
     if state.is_completed():
         print(f"done: {out_dir}", file=sys.stderr)
         return EXIT_OK
@@ -211,10 +251,90 @@ def _report(state, out_dir: Path) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as e:  # the run's log and the Prefect UI have the details
-        print(f"failed: {type(e).__name__}: {e}", file=sys.stderr)
+    except Exception as e:  # the run's log (named on the line) and the Prefect UI have the details
+        if args.debug:
+            raise
+        print(f"error: {_one_line(e)}{_where(_log_failure(args))}", file=sys.stderr)
         return EXIT_FAILED
+    print(f"error: the run ended {state.type.value.lower()}: {state.message}{_where(_log_failure(args))}",
+          file=sys.stderr)
     return EXIT_FAILED
+
+
+# ---- logs ------------------------------------------------------------------------------------------
+# A render's details (Prefect's run logs with tracebacks) go to a log file in the project's work
+# folder; the terminal gets the same lines without tracebacks, and a failure ends as one line that
+# names the file.
+
+_RUN_LOG: dict[str, Path] = {}
+
+
+class _NoTraceback(logging.Formatter):
+    """Formats like ``inner`` without the traceback (it is in the log file)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _log_to_file(args, folder: Path) -> Path:
+    path = _log_path(args, folder)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if not args.debug:
+        loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]
+        for logger in loggers:
+            for h in getattr(logger, "handlers", []):
+                if h is not handler and isinstance(h, logging.StreamHandler) \
+                        and getattr(h, "stream", None) in (sys.stderr, sys.stdout) \
+                        or type(h).__name__ == "PrefectConsoleHandler":
+                    h.setFormatter(_NoTraceback(h.formatter))
+    return path
+
+
+def _log_path(args, folder: Path | None = None) -> Path:
+    if "path" in _RUN_LOG:
+        return _RUN_LOG["path"]
+    if folder is None:
+        target = getattr(args, "project", None) or getattr(args, "catalog", None)
+        base = Path(target) if target else Path.cwd()
+        folder = (base.parent if base.suffix in (".yaml", ".yml") else base) / ".dia-studio" / "logs"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{getattr(args, 'command', 'cli')}-{os.getpid()}.log"
+    for where in (folder, Path.home() / ".dia-studio" / "logs"):
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            path = where / name
+            path.touch()
+            _RUN_LOG["path"] = path
+            return path
+        except OSError:
+            continue
+    raise OSError("no writable folder for the log")
+
+
+def _log_failure(args) -> Path | None:
+    """Append the current exception's traceback to the run's log file; its path, or None."""
+    try:
+        path = _log_path(args)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"\ndia-studio {' '.join(sys.argv[1:])} failed:\n{traceback.format_exc()}")
+        return path
+    except OSError:
+        return None
+
+
+def _where(log: Path | None) -> str:
+    return f" (details: {log})" if log else ""
 
 
 class _progress:
@@ -243,25 +363,18 @@ class _progress:
         return False
 
 
-def _log_failure(args) -> Path | None:
-    """Write the current exception's traceback to a log under the project's (or catalog's) work folder."""
-    target = getattr(args, "project", None) or getattr(args, "catalog", None)
-    base = Path(target) if target else Path.cwd()
-    folder = (base.parent if base.suffix in (".yaml", ".yml") else base) / ".dia-studio" / "logs"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for where in (folder, Path.home() / ".dia-studio" / "logs"):
-        try:
-            where.mkdir(parents=True, exist_ok=True)
-            path = where / f"{stamp}-{getattr(args, 'command', 'cli')}-{os.getpid()}.log"
-            path.write_text(f"dia-studio {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
-            return path
-        except OSError:
-            continue
-    return None
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that locks are released and the local server stops."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with contextlib.suppress(ValueError):  # not the main thread (a test calling main): keep the default
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except InputError as e:
@@ -271,16 +384,28 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     except BrokenPipeError:  # `dia-studio plan ... | head`
         return EXIT_OK
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: finished work is kept; run the same command "
+              "again to resume", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as e:
         if args.debug:
             raise
-        log = _log_failure(args)
-        where = f" (details: {log})" if log else ""
-        print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}", file=sys.stderr)
+        print(f"error: {_one_line(e)}{_where(_log_failure(args))}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _one_line(e: BaseException) -> str:
+    """The failure in one line: its own words for failures we raise on purpose, else its type too."""
+    from flows.server import ServerUnavailable
+
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, ServerUnavailable):
+        return first
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"{e.strerror or first}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The import contracts in pyproject.toml ([tool.importlinter]) hold, and they catch a wrong import."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_contracts_kept():
+    r = _lint(REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "broken" in r.stdout and "0 broken" in r.stdout
+
+
+def _copy(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(REPO / "pyproject.toml", root)
+    for pkg in ("dia_core", "flows"):
+        shutil.copytree(REPO / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text() + "\n" + line + "\n")
+
+
+def test_model_importing_the_pipeline_is_refused(tmp_path):
+    root = _copy(tmp_path)
+    _append(root / "dia_core" / "dia" / "codec.py", "from dia_core.production import store  # noqa")
+    r = _lint(root)
+    assert r.returncode != 0
+    assert "dia_core.dia.codec -> dia_core.production.store" in r.stdout, r.stdout
+
+
+def test_library_importing_prefect_is_refused(tmp_path):
+    root = _copy(tmp_path)
+    _append(root / "dia_core" / "audio" / "stitch.py", "import prefect  # noqa")
+    r = _lint(root)
+    assert r.returncode != 0
+    assert "dia_core.audio.stitch -> prefect" in r.stdout, r.stdout
+
+
+def test_audio_importing_script_is_refused(tmp_path):
+    """script, audio and the model are independent: finishing must not pull in the YAML loader."""
+    root = _copy(tmp_path)
+    _append(root / "dia_core" / "audio" / "qc.py", "from dia_core.script import project  # noqa")
+    r = _lint(root)
+    assert r.returncode != 0
+    assert "dia_core.audio.qc -> dia_core.script.project" in r.stdout, r.stdout
