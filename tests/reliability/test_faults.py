@@ -145,8 +145,10 @@ def _scenario(s: Scenario, ref: Reference, env: dict, base: Path, rng_delay: flo
             elif s.kind == "enospc":
                 assert r.rc == 1, r
                 last = r.stderr.strip().splitlines()[-1]
-                assert last.startswith("failed: ") and "No space left on device" in last, r
-                assert "Traceback" not in last
+                assert last.startswith("error: ") and "No space left on device" in last, r
+                assert "Traceback" not in r.stderr, r   # the traceback is in the log the line names
+                log = Path(last.rsplit("(details: ", 1)[1].rstrip(")"))
+                assert "Traceback" in log.read_text()
             elif s.kind == "oom":
                 assert r.rc == 0, r
                 for text in s.log:
