@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 PROFILES = ("acx", "podcast", "ebu-r128", "custom")
 FORMATS = ("mp3", "flac", "wav", "m4b")
 CAPTIONS = ("vtt", "srt")
+# PCM sample sizes of the final encode (wav, flac, and the mp3 encoder's input): the one list that the
+# manifest check (script.project) and the encoder (audio.encode) both read. No 32: ffmpeg 5's FLAC
+# encoder writes 24 bits when asked for 32 (32-bit FLAC is experimental in later ones), and 24 bits
+# already hold Dia's output far below its noise floor.
+PCM_BITS = (16, 24)
+# ACX rejects a chapter file longer than this (planning warns, the delivery check fails it).
+ACX_MAX_MINUTES = 120
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class DeliverySettings:
     captions: tuple[str, ...] = ("vtt", "srt")
     mp3_bitrate_kbps: int = 192
     room_tone_db: float = -70.0          # level of the generated room tone (dBFS RMS)
-    pcm_bits: int = 24                   # PCM size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
+    pcm_bits: int = 24                   # PCM_BITS: size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
     aac_bitrate_kbps: int = 96           # m4b (AAC, mono); at 64 the encode lifts speech peaks ~0.5 dB
     pauses: Pauses = field(default_factory=Pauses)
     trim: Trim = field(default_factory=Trim)

@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..params import SAMPLE_RATE
 from ..settings import DeliverySettings
 from ..audiofile import as_float_mono, db, ffmpeg_bin, probe, read_audio, undb
+from .encode import ffmpeg_pipe
 from .meter import FLOOR_DB, Measurements, measure
 from .profiles import compare, profile_limits
 
@@ -84,9 +85,10 @@ def _m4b_layout(chapter_audio, chapter_titles, tags: dict | None, cover, sample_
 
 
 def _encode_m4b(items, lengths, meta_path: Path, out: Path, cover, bitrate_kbps: int, sample_rate: int,
-                gains_db=None) -> None:
+                gains_db=None, label: Path | None = None) -> None:
     """Stream the chapters (times ``gains_db`` per chapter, if given) through one ffmpeg AAC encode
-    into ``out`` (a temp file of the caller's atomic_path; overwritten)."""
+    into ``out`` (a temp file of the caller's atomic_path; overwritten). A failed encode raises
+    ffmpeg's error naming ``label`` (the book being made; default ``out``)."""
     cmd = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
            "-i", str(meta_path)]
@@ -98,26 +100,20 @@ def _encode_m4b(items, lengths, meta_path: Path, out: Path, cover, bitrate_kbps:
     cmd += ["-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-ac", "1", "-ar", str(sample_rate),
             "-movflags", "+faststart", "-f", "mp4", str(out)]
     gains = list(gains_db) if gains_db is not None else [0.0] * len(items)
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=log)
-        try:
-            for item, n, g in zip(items, lengths, gains):
-                a = _load_chapter(item, sample_rate)
-                if len(a) != n:
-                    raise RuntimeError("chapter audio changed while exporting")
-                if g:
-                    a = (a * np.float32(undb(g))).astype(np.float32)
-                for s in range(0, len(a), 1 << 20):
-                    proc.stdin.write(a[s:s + (1 << 20)].tobytes())
-            proc.stdin.close()
-            rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if rc != 0:
-            log.seek(0)
-            raise RuntimeError(f"ffmpeg m4b export failed: {log.read().decode(errors='replace')[-400:]}")
+
+    def pcm():
+        for item, n, g in zip(items, lengths, gains):
+            a = _load_chapter(item, sample_rate)
+            if len(a) != n:
+                raise RuntimeError("chapter audio changed while exporting")
+            if g:
+                a = (a * np.float32(undb(g))).astype(np.float32)
+            for s in range(0, len(a), 1 << 20):
+                yield np.ascontiguousarray(a[s:s + (1 << 20)], dtype="<f4")
+
+    # ffmpeg's own error (a full disk: OSError ENOSPC naming the file), not the BrokenPipeError of
+    # the write that noticed it quit.
+    ffmpeg_pipe(cmd, pcm(), what="m4b encode", target=label or out)
 
 
 def export_m4b(chapter_audio, chapter_titles, out_path: str | Path, tags: dict | None = None,
@@ -135,7 +131,7 @@ def export_m4b(chapter_audio, chapter_titles, out_path: str | Path, tags: dict |
     with tempfile.TemporaryDirectory(prefix="dia-m4b-") as td, atomic_path(out_path) as tmp:
         meta_path = Path(td) / "meta.txt"
         meta_path.write_text(meta, encoding="utf-8")
-        _encode_m4b(items, lengths, meta_path, tmp, cover, bitrate_kbps, sample_rate)
+        _encode_m4b(items, lengths, meta_path, tmp, cover, bitrate_kbps, sample_rate, label=out_path)
     return out_path, bounds
 
 
@@ -436,7 +432,7 @@ def export_m4b_checked(chapter_audio, chapter_titles, out_path: str | Path, sett
         meta_path.write_text(meta, encoding="utf-8")
 
         def encode_and_verify(gains=None) -> M4BReport:
-            _encode_m4b(items, lengths, meta_path, tmp, cover, kbps, sample_rate, gains)
+            _encode_m4b(items, lengths, meta_path, tmp, cover, kbps, sample_rate, gains, label=out_path)
             return verify_m4b(tmp, titles, bounds, settings, duration_s=duration_s, tags=tags,
                               cover=cover is not None, sample_rate=sample_rate, label=str(out_path))
 

@@ -17,10 +17,16 @@ Format (see docs/project-yaml.md, "Manuscript format"):
 * Nonverbal cues in parentheses are kept; short lowercase cues that Dia does not know produce a
   warning ``file:line: ...``.
 * Emphasis markers (``*word*``, ``**word**``) are removed; nothing else is rewritten.
+* Characters Dia's English model cannot read (invisible ones: zero-width spaces and joiners, soft
+  hyphens, direction marks; CJK and Hangul; right-to-left scripts; emoji and pictographs) produce a
+  warning ``file:line: ...`` naming each one's code point; they are left in the text.
+* Two chapters with the same title produce a warning (the book's chapter list shows both alike);
+  so does a chapter estimated over ACX's 120 minutes when the profile is acx.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +53,34 @@ CUE_RE = re.compile(r"\(([^()]{1,60})\)")
 CUE_WORDS_RE = re.compile(r"^[a-z]+(?: [a-z]+)?$")
 EMPHASIS_RE = re.compile(r"(?<![\w*])(\*{1,3})(?=\S)(.+?)(?<=\S)\1(?![\w*])")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# Characters an English text-to-speech model has no reading for, by kind (checked per line).
+UNREADABLE_KINDS = (
+    ("invisible formatting",
+     "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+     "\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff"),
+    ("right-to-left script",
+     "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefe\U00010800-\U00010fff\U0001e800-\U0001efff"),
+    ("CJK/Hangul",
+     "\u1100-\u11ff\u2e80-\u2fdf\u2ff0-\u303f\u3041-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff"
+     "\ufe30-\ufe4f\uff00-\uff9f\uffa1-\uffef\U00020000-\U0003ffff"),
+    ("emoji/pictograph",
+     "\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"),
+)
+UNREADABLE_RE = re.compile("[" + "".join(r for _, r in UNREADABLE_KINDS) + "]")
+_UNREADABLE_KIND_RES = [(k, re.compile(f"[{r}]")) for k, r in UNREADABLE_KINDS]
+MAX_UNREADABLE_WARNINGS = 20   # lines reported per file; the rest are counted
+
+
+def unreadable_kind(ch: str) -> str | None:
+    """What kind of character Dia's English model cannot read ``ch`` is, or None."""
+    return next((k for k, rx in _UNREADABLE_KIND_RES if rx.match(ch)), None)
+
+
+def describe_char(ch: str) -> str:
+    """``U+200B ZERO WIDTH SPACE``."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
 @dataclass(frozen=True)
@@ -150,6 +184,7 @@ class _Parser:
         self.paragraph = 0
         self.pending = "chapter_start"
         self.warnings: list[str] = []
+        self.unreadable_lines = 0
 
     # -- helpers --
     def err(self, msg: str, line: int) -> InputError:
@@ -173,6 +208,29 @@ class _Parser:
                            "or the end of the file", self.cur.source.line)
         self.chapters.append(self.cur)
         self.cur = None
+
+    def check_unreadable(self, line_text: str, lineno: int) -> None:
+        """Warn (file:line) for characters Dia's English model cannot read, naming their code points."""
+        if line_text.isascii() or not UNREADABLE_RE.search(line_text):
+            return
+        self.unreadable_lines += 1
+        if self.unreadable_lines > MAX_UNREADABLE_WARNINGS:
+            return
+        seen: dict[str, str] = {}
+        for ch in UNREADABLE_RE.findall(line_text):
+            if ch not in seen:
+                seen[ch] = unreadable_kind(ch) or "unreadable"
+        shown = list(seen.items())[:4]
+        more = f" and {len(seen) - len(shown)} more" if len(seen) > len(shown) else ""
+        what = "; ".join(f"{describe_char(ch)} ({kind})" for ch, kind in shown)
+        self.warn(f"Dia's English model cannot read {what}{more}: it may be skipped, mispronounced or garble "
+                  "the segment; remove or replace it", lineno)
+
+    def finish_unreadable(self) -> None:
+        extra = self.unreadable_lines - MAX_UNREADABLE_WARNINGS
+        if extra > 0:
+            self.warnings.append(f"{self.file}: {extra} more line{'s' if extra != 1 else ''} with characters "
+                                 "Dia's English model cannot read (not listed)")
 
     def check_cues(self, text: str, line: int) -> None:
         for m in CUE_RE.finditer(text):
@@ -283,6 +341,7 @@ class _Parser:
             if len(line) > MAX_LINE_CHARS:
                 raise self.err(f"line is {len(line)} characters long (limit {MAX_LINE_CHARS}); "
                                "separate paragraphs with blank lines", lineno)
+            self.check_unreadable(line, lineno)
             s = line.strip()
             if not s:
                 self.paragraph_lines(para)
@@ -309,6 +368,7 @@ class _Parser:
             para.append((lineno, s))
         self.paragraph_lines(para)
         self.finish_chapter()
+        self.finish_unreadable()
         return self.chapters
 
 
@@ -343,8 +403,31 @@ def parse_project_manuscripts(project: "Project") -> tuple[list[Chapter], list[s
         warnings.extend(w)
     if not chapters:  # pragma: no cover - every file has text or raised
         raise InputError("the manuscript has no chapters", file=project.manifest_label, field="manuscript")
+    labels = {project.relpath(p): display_path(p) for p in project.manuscripts}
+    where = lambda ref: f"{labels.get(ref.file, ref.file)}:{ref.line}"  # noqa: E731 - as the parser's warnings
+    warnings.extend(duplicate_title_warnings(chapters, where))
+    from .planner import chapter_length_warnings   # the planner's estimate (planner imports this module)
+    warnings.extend(chapter_length_warnings(project, chapters, where))
     return chapters, warnings
 
 
+def duplicate_title_warnings(chapters: list[Chapter], where=str) -> list[str]:
+    """A warning for each chapter whose title (ignoring case and spacing) an earlier chapter has:
+    the M4B's chapter list and the players' menus would show them alike. ``where(source)``: how a
+    SourceRef is shown."""
+    first: dict[str, Chapter] = {}
+    out = []
+    for ch in chapters:
+        key = " ".join(ch.title.split()).casefold()
+        if key in first:
+            f = first[key]
+            out.append(f"{where(ch.source)}: chapter {ch.index} has the same title as chapter {f.index} "
+                       f"({where(f.source)}): {ch.title!r}; the book's chapter list will show both alike")
+        else:
+            first[key] = ch
+    return out
+
+
 __all__ = ["Block", "Chapter", "SourceRef", "Casting", "KNOWN_CUES", "parse_text", "parse_file",
-           "parse_project_manuscripts", "read_text_file", "decode_text", "MAX_LINE_CHARS"]
+           "parse_project_manuscripts", "read_text_file", "decode_text", "MAX_LINE_CHARS", "unreadable_kind",
+           "duplicate_title_warnings"]

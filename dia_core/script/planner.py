@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from .manuscript import Block, Chapter, SourceRef, parse_project_manuscripts
 from ..params import FRAME_RATE, MAX_DECODER_POSITIONS, MAX_DELAY, MAX_TEXT_BYTES, SamplingParams
-from .project import Project, Voice, prompt_frames_for
+from .project import Project, Voice, parse_chapter_selection, prompt_frames_for
+from ..settings import ACX_MAX_MINUTES
 
 PROMPT_SEPARATOR = " "
 BREAK_COST = {"chapter_start": 0.0, "scene": 0.0, "paragraph": 0.0, "turn": 0.3, "sentence": 1.5,
@@ -337,8 +338,11 @@ class _ChapterPlanner:
                 for wi, word in enumerate(clause.split(" ")):
                     ws = secs(word)
                     if not self.fits_alone(b.voice, word, ws):
-                        raise InputError(f"a word of {len(word)} characters cannot fit in one Dia generation",
-                                         file=b.source.file, line=b.source.line)
+                        left_s = max(0.0, (vi.max_tokens - 1 - MAX_DELAY - vi.prompt_frames) / FRAME_RATE)
+                        left_b = MAX_TEXT_BYTES - (5 + vi.transcript_bytes + len(PROMPT_SEPARATOR) + 5)
+                        raise InputError(f"a word of {len(word)} characters cannot fit in one Dia generation "
+                                         f"(~{ws:.1f} s; voice {b.voice!r} leaves {left_s:.1f} s and {left_b} "
+                                         "text bytes after its prompt)", file=b.source.file, line=b.source.line)
                     sub.append((word, kind if wi == 0 else "word"))
             if used_words:
                 warn += " at words (no clause boundary fits)"
@@ -538,6 +542,37 @@ class _ChapterPlanner:
         )
 
 
+def estimate_chapter_seconds(project: Project, chapter: Chapter, lexicon=None) -> float:
+    """A chapter's speech in seconds as the planner estimates it, without planning: every sentence of
+    every block (lexicon applied) at its voice's chars_per_second, plus the heading when it is read
+    aloud. Equal to the plan's ``ChapterPlan.est_seconds`` but for the spaces dropped where an
+    over-long sentence is cut at clauses or words. ``lexicon``: ``compile_lexicon(project.lexicon)``."""
+    lexicon = lexicon or compile_lexicon(project.lexicon)
+    cps = {n: v.chars_per_second for n, v in project.voices.items()}
+    spoken = [(b.voice, b.text) for b in chapter.blocks]
+    if project.segmenting.read_headings and chapter.has_heading and chapter.title:
+        title = chapter.title if chapter.title[-1] in _TERMINAL else chapter.title + "."
+        spoken.insert(0, (project.narration_voice, title))
+    return sum(sum(len(sent) for sent in split_sentences(lexicon(text))) / cps[voice] for voice, text in spoken)
+
+
+def chapter_length_warnings(project: Project, chapters: list[Chapter], where=str) -> list[str]:
+    """With the acx profile, a warning for each chapter estimated over ACX_MAX_MINUTES (ACX rejects
+    longer files; the delivery check would fail it after the whole render). ``where(source)``: how
+    the chapter's SourceRef is shown."""
+    if project.delivery.profile != "acx":
+        return []
+    lexicon = compile_lexicon(project.lexicon)
+    out = []
+    for ch in chapters:
+        est = estimate_chapter_seconds(project, ch, lexicon)
+        if est > ACX_MAX_MINUTES * 60:
+            out.append(f"{where(ch.source)}: chapter {ch.index} ({ch.title!r}) is about {est / 60:.1f} minutes of speech "
+                       f"(estimated at the voices' chars_per_second); ACX limits files to {ACX_MAX_MINUTES} "
+                       "minutes: split it with more headings")
+    return out
+
+
 def select_chapters(all_chapters: list[Chapter], selection, project: Project, *, from_manifest: bool = False
                     ) -> list[Chapter]:
     if selection is None:
@@ -562,9 +597,14 @@ def plan_chapters(project: Project, chapters: list[Chapter], manuscript_warnings
 
 
 def plan_project(project: Project, chapters=None) -> Plan:
-    """Plan the project's chapters (``chapters``: 1-based selection overriding the manifest's)."""
+    """Plan the project's chapters (``chapters``: 1-based selection overriding the manifest's;
+    ``"all"`` (project.ALL_CHAPTERS): every chapter, whatever the manifest selects; None: the
+    manifest's selection)."""
     all_chapters, mwarn = parse_project_manuscripts(project)
-    selection = chapters if chapters is not None else project.chapters
+    if isinstance(chapters, str):
+        selection = parse_chapter_selection(chapters, field="chapters")
+    else:
+        selection = chapters if chapters is not None else project.chapters
     if selection is not None:
         selection = tuple(selection)
     chosen = select_chapters(all_chapters, selection, project, from_manifest=chapters is None)
@@ -572,4 +612,5 @@ def plan_project(project: Project, chapters=None) -> Plan:
 
 
 __all__ = ["Plan", "ChapterPlan", "PlannedSegment", "Turn", "plan_project", "plan_chapters", "dia_text",
-           "compile_lexicon", "compile_lexicon_spans", "split_sentences", "split_clauses", "PROMPT_SEPARATOR"]
+           "compile_lexicon", "compile_lexicon_spans", "split_sentences", "split_clauses", "PROMPT_SEPARATOR",
+           "estimate_chapter_seconds", "chapter_length_warnings"]

@@ -18,19 +18,23 @@ from __future__ import annotations
 import math
 import re
 import struct
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile
 
-from ..settings import CAPTIONS, FORMATS, PROFILES, DeliverySettings, Pauses, QCSettings, Trim
+from .. import params as _params
+from ..settings import CAPTIONS, FORMATS, PCM_BITS, PROFILES, DeliverySettings, Pauses, QCSettings, Trim
 from ..errors import InputError
 from ..files import read_bounded
 from .yamltree import CONTROL_RE, Located, Validator, join, parse_yaml
 from ..params import FRAME_RATE, RANGES, SamplingParams, check_param, check_seed
 
 MAX_MANIFEST_BYTES = 1_000_000
+ALL_CHAPTERS = "all"                 # chapters: all / --chapters all (plan_project(chapters="all"))
 DEFAULT_CALIBRATION_TEXT = "This is my voice for the whole book, steady and clear."
 # A seed-only voice is generated once from its calibration line; the pipeline caps that generation
 # at prompt_frames_for(voice) frames, which is the line's estimate times this margin.
@@ -42,6 +46,18 @@ SPEAKER_TAG_RE = re.compile(r"\[S[12]\]")
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 CHARACTER_NAME_RE = re.compile(r"^[^\W\d_][\w'’.\- ]{0,39}$")
 HF_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Reference level checks (the voice prompt is copied, level, room and distortion included).
+REFERENCE_QUIET_DB = -50.0           # warn below this RMS (dBFS)
+REFERENCE_CLIP_LEVEL = 1.0 - 2.0 ** -14   # |sample| at or above this is full scale (16-bit: 32766+)
+REFERENCE_CLIP_RUN = 3               # that many full-scale samples in a row = a clipped peak
+# Text a voice's generation must still hold after its audio prompt (see check of max_new_tokens).
+MIN_TEXT_SECONDS = 3.0
+# Cover art: what an M4B can carry as an attached picture, decoded at validation (Pillow).
+COVER_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}   # Pillow's name -> what it is
+COVER_MIN_PX = 16                    # smaller is not a picture (error)
+COVER_SMALL_PX = 300                 # smaller shows blurred in players (warning)
+COVER_ACX_PX = 2400                  # ACX: square, at least 2400 x 2400 (warning)
+COVER_MAX_PIXELS = 64_000_000        # decompression-bomb limit (8000 x 8000)
 
 
 
@@ -172,8 +188,10 @@ def _sampling(v: Validator, y: Located | None, path: str, base: SamplingParams) 
 
 
 def parse_chapter_selection(spec, *, file=None, line=None, field="chapters") -> tuple[int, ...] | None:
-    """``"1,3-4"`` / ``[1, 3, 4]`` / ``"all"`` -> sorted 1-based chapter numbers (None = all)."""
-    if spec is None or spec == "all":
+    """``"1,3-4"`` / ``[1, 3, 4]`` / ``"all"`` -> sorted 1-based chapter numbers (None = all).
+
+    ``all`` is matched ignoring case and surrounding spaces (``--chapters ALL`` as in YAML)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().casefold() == ALL_CHAPTERS):
         return None
     items: list[int] = []
     if isinstance(spec, int) and not isinstance(spec, bool):
@@ -288,9 +306,10 @@ def _delivery(v: Validator, y: Located | None) -> DeliverySettings:
     if "room_tone_db" in m:
         kw["room_tone_db"] = v.number(m["room_tone_db"], "delivery.room_tone_db", -120, -40)
     if "pcm_bits" in m:
-        kw["pcm_bits"] = v.integer(m["pcm_bits"], "delivery.pcm_bits", 16, 32)
-        if kw["pcm_bits"] not in (16, 24, 32):
-            raise v.error("must be 16, 24 or 32", m["pcm_bits"], "delivery.pcm_bits")
+        kw["pcm_bits"] = v.integer(m["pcm_bits"], "delivery.pcm_bits", -10**9, 10**9)
+        if kw["pcm_bits"] not in PCM_BITS:   # the encoder's own list: what validates, renders
+            raise v.error(f"must be {' or '.join(map(str, PCM_BITS))}, got {kw['pcm_bits']!r}", m["pcm_bits"],
+                          "delivery.pcm_bits")
     if "aac_bitrate_kbps" in m:
         kw["aac_bitrate_kbps"] = v.integer(m["aac_bitrate_kbps"], "delivery.aac_bitrate_kbps", 32, 320)
     # fields added to DeliverySettings later: validated by the type of their default
@@ -340,7 +359,41 @@ def _reference_seconds(v: Validator, path: Path, y: Located, fpath: str) -> floa
     lo, hi = REFERENCE_GOOD_RANGE
     if not lo <= seconds <= hi:
         v.warn(f"reference is {seconds:.1f} s long; 5-10 s works best", y, fpath)
+    _check_reference_levels(v, path, y, fpath)
     return seconds
+
+
+def _check_reference_levels(v: Validator, path: Path, y: Located, fpath: str) -> None:
+    """Digital silence is an error; a near-silent (RMS under REFERENCE_QUIET_DB) or clipped
+    (REFERENCE_CLIP_RUN samples in a row at full scale) reference is a warning: Dia copies the
+    prompt's level and distortion into every segment of the voice."""
+    try:
+        x, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception:  # header readable, samples not: reported by whoever decodes it (not a level problem)
+        return
+    if x.size == 0:
+        return
+    mag = np.abs(x).max(axis=1)
+    peak = float(mag.max())
+    if peak == 0.0:
+        raise v.error("reference is digital silence (every sample is 0): record the voice", y, fpath)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    rms_db = 20 * math.log10(rms) if rms > 0 else -math.inf
+    if rms_db < REFERENCE_QUIET_DB:
+        v.warn(f"reference is nearly silent (RMS {rms_db:.0f} dBFS, peak {20 * math.log10(peak):.0f} dBFS): "
+               "Dia copies the prompt's level and noise; use a clip recorded at speaking level "
+               "(RMS about -20 dBFS)", y, fpath)
+    full = mag >= REFERENCE_CLIP_LEVEL
+    if full.sum() >= REFERENCE_CLIP_RUN:
+        k = REFERENCE_CLIP_RUN
+        run = np.ones(len(full) - k + 1, dtype=bool)
+        for i in range(k):
+            run &= full[i:len(full) - k + 1 + i]
+        starts = np.flatnonzero(run & ~np.concatenate(([False], run[:-1])))
+        if len(starts):
+            v.warn(f"reference clips: {len(starts)} run{'s' if len(starts) != 1 else ''} of {k}+ samples at "
+                   f"full scale (first at {starts[0] / rate:.2f} s); Dia imitates the distortion: use an "
+                   "unclipped recording (peaks below about -3 dBFS)", y, fpath)
 
 
 def _check_wav_complete(v: Validator, path: Path, y: Located, fpath: str) -> None:
@@ -367,6 +420,62 @@ def _check_wav_complete(v: Validator, path: Path, y: Located, fpath: str) -> Non
         raise v.error(f"cannot read audio file ({e.strerror or e})", y, fpath) from None
 
 
+def _check_cover(v: Validator, path: Path, y: Located, profile: str) -> None:
+    """The cover must be a JPEG or PNG that decodes (what the M4B attaches as its picture, copied as
+    is); too small is an error, not square / small (/ under ACX's 2400 px) is a warning."""
+    from PIL import Image   # only projects with a cover pay for the import
+
+    def bad(msg: str):
+        return v.error(msg, y, "cover")
+
+    kind = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                kind = COVER_FORMATS.get(im.format or "")
+                if kind is None:
+                    raise bad(f"a {im.format or 'unknown'} image: the cover must be JPEG or PNG")
+                w, h = im.size
+                mode = im.mode
+                if w * h > COVER_MAX_PIXELS:
+                    raise bad(f"image is {w}x{h} px, over the {COVER_MAX_PIXELS // 1_000_000} megapixel limit "
+                              "(a decompression bomb?); 2400-3200 px square is plenty")
+                im.verify()              # structure and checksums (PNG CRCs)
+            with Image.open(path) as im:
+                im.load()                # decode every pixel: truncated or corrupt data fails here
+    except InputError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise bad(f"image too large to decode safely ({e})") from None
+    except Image.DecompressionBombWarning as e:
+        raise bad(f"image too large to decode safely ({e})") from None
+    except Image.UnidentifiedImageError:
+        head = path.read_bytes()[:256].lstrip() if path.stat().st_size else b""
+        what = ("an empty file" if not path.stat().st_size else
+                "an SVG or other text file" if head[:1] == b"<" else "not an image Pillow can read")
+        raise bad(f"not a JPEG or PNG image ({what})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        raise bad(f"cannot decode the {kind or 'image'} ({str(e).strip() or type(e).__name__}): "
+                  "the file is truncated or corrupt") from None
+    if min(w, h) < COVER_MIN_PX:
+        raise bad(f"image is {w}x{h} px: too small for a cover (at least {COVER_MIN_PX} px a side; "
+                  f"{COVER_ACX_PX} x {COVER_ACX_PX} for ACX)")
+    square = abs(w - h) <= 0.01 * max(w, h)
+    if profile == "acx":
+        if not square or min(w, h) < COVER_ACX_PX:
+            v.warn(f"cover is {w}x{h} px: ACX wants a square cover of at least {COVER_ACX_PX}x{COVER_ACX_PX} px",
+                   y, "cover")
+    elif not square:
+        v.warn(f"cover is {w}x{h} px: audiobook and podcast covers are square (players crop or letterbox it)",
+               y, "cover")
+    elif min(w, h) < COVER_SMALL_PX:
+        v.warn(f"cover is {w}x{h} px: players show covers at {COVER_SMALL_PX} px and more; it will look blurred",
+               y, "cover")
+    if mode == "CMYK":
+        v.warn(f"cover is a CMYK {kind}: players and ACX expect RGB", y, "cover")
+
+
 def _prompt_text(v: Validator, y: Located, path: str, max_len: int) -> str:
     s = " ".join(v.string(y, path, max_len=max_len).split())
     if SPEAKER_TAG_RE.search(s):
@@ -374,8 +483,45 @@ def _prompt_text(v: Validator, y: Located, path: str, max_len: int) -> str:
     return s
 
 
+def _check_prompt_budget(v: Validator, voice: Voice, m: dict[str, Located], y: Located,
+                         proj_tokens_y: Located | None) -> None:
+    """The voice's audio prompt plus MIN_TEXT_SECONDS of text must fit one generation of
+    min(max_new_tokens, 3072) decoder positions (params.decoder_budget: BOS, prompt, text, the
+    15-frame delay tail); else every segment of the voice would be unplannable, and the planner
+    could only blame the first word. Reported at the max_new_tokens that sets the budget (the
+    voice's own, else the reference / calibration line, naming the project's)."""
+    path = f"voices.{voice.name}"
+    tokens = voice.sampling.max_new_tokens
+    frames = prompt_frames_for(voice)
+    budget = _params.decoder_budget(tokens, frames)   # frames left for text
+    need = math.ceil(MIN_TEXT_SECONDS * FRAME_RATE)
+    if budget >= need:
+        return
+    available = frames + budget                        # min(max_new_tokens, 3072) - BOS - delay tail
+    required = 1 + frames + need + _params.MAX_DELAY   # <= 1 + 1500 + 259 + 15: always within 3072 here
+    if voice.reference is not None:
+        what = f"the reference clip ({voice.reference_seconds:.1f} s) needs {frames} decoder frames"
+        shorter = "a shorter reference clip"
+    else:
+        what = (f"the calibration line (~{voice.calibration_seconds * CALIBRATION_MARGIN:.1f} s) needs "
+                f"{frames} decoder frames")
+        shorter = "a shorter calibration_text"
+    left = f"leaving {budget} for text" if budget > 0 else "leaving none for text"
+    msg = (f"{what} of the {available} available with max_new_tokens {tokens}, {left} (at least {need}, "
+           f"{MIN_TEXT_SECONDS:g} s of speech, are needed): raise max_new_tokens to at least {required} or "
+           f"use {shorter}")
+    sy = m.get("sampling")
+    own = sy.value.get("max_new_tokens") if sy is not None and isinstance(sy.value, dict) else None
+    if own is not None:
+        raise v.error(msg, own, f"{path}.sampling.max_new_tokens")
+    if proj_tokens_y is not None:
+        msg += f" (max_new_tokens is set by sampling.max_new_tokens at line {proj_tokens_y.line})"
+    key = "reference" if voice.reference is not None else "calibration_text"
+    raise v.error(msg, m.get(key, y), f"{path}.{key}" if key in m else path)
+
+
 def _voice(v: Validator, name: str, y: Located, key_line: int, proj_seed_y: Located | None, project_sampling: SamplingParams,
-           default_cps: float) -> Voice:
+           default_cps: float, proj_tokens_y: Located | None = None) -> Voice:
     path = f"voices.{name}"
     if not VOICE_NAME_RE.match(name):
         raise v.error("voice names use letters, digits, '_', '.', '-'", path=path, line=key_line)
@@ -419,6 +565,7 @@ def _voice(v: Validator, name: str, y: Located, key_line: int, proj_seed_y: Loca
     if prompt_frames_for(voice) > 1500:
         raise v.error(f"voice prompt needs {prompt_frames_for(voice)} decoder frames; keep it under about "
                       "15 s so text still fits in Dia's 3072 positions", m.get("reference", y), path)
+    _check_prompt_budget(v, voice, m, y, proj_tokens_y)
     return voice
 
 
@@ -493,7 +640,10 @@ def load_project(path: str | Path) -> Project:
     vmap = v.mapping(vy, "voices", tuple(vy.value) if isinstance(vy.value, dict) else ())
     if not vmap:
         raise v.error("define at least one voice", vy, "voices")
-    voices = {name: _voice(v, name, item, vy.key_lines[name], seed_y, sampling, segmenting.chars_per_second)
+    sy = m.get("sampling")
+    proj_tokens_y = sy.value.get("max_new_tokens") if sy is not None and isinstance(sy.value, dict) else None
+    voices = {name: _voice(v, name, item, vy.key_lines[name], seed_y, sampling, segmenting.chars_per_second,
+                           proj_tokens_y)
               for name, item in vmap.items()}
     seeds: dict[int, str] = {}
     for vo in voices.values():
@@ -546,6 +696,8 @@ def load_project(path: str | Path) -> Project:
             lexicon[word] = rep
 
     delivery = _delivery(v, m.get("delivery"))
+    if cover is not None:
+        _check_cover(v, cover, m["cover"], delivery.profile)
     qc = _qc(v, m.get("qc"))
 
     model = None

@@ -403,6 +403,77 @@ def _(root):
     return [y]
 
 
+@case("reference-digital-silence", "project.yaml", r"voices\.narrator\.reference: reference is digital silence",
+      command="validate")
+def _(root):
+    import numpy as np
+    import soundfile as sf
+    y = project(root)
+    sf.write(y.parent / "voices" / "narrator.wav", np.zeros(5 * 16000, np.int16), 16000, subtype="PCM_16")
+    return [y]
+
+
+# --- budgets: the voice prompt against max_new_tokens (named at validate, not as a word at plan) -----
+
+@case("max-new-tokens-under-reference", "project.yaml",
+      r"voices\.narrator\.reference: the reference clip \(\d+\.\d s\) needs \d+ decoder frames of the 484 available "
+      r"with max_new_tokens 500, leaving \w+ for text.*set by sampling\.max_new_tokens at line " + str(END + 1),
+      command="validate", line=base_line("    reference: voices/narrator.wav"))
+def _(root):
+    return [yaml_edit(root, append="sampling:\n  max_new_tokens: 500\n")]
+
+
+@case("max-new-tokens-under-reference-voice", "project.yaml",
+      r"voices\.narrator\.sampling\.max_new_tokens: the reference clip .* needs \d+ decoder frames of the 484 available",
+      command="plan", line=base_line("    draft_voice: en-us+m3") + 1)
+def _(root):
+    return [yaml_edit(root, "    draft_voice: en-us+m3\n", "    draft_voice: en-us+m3\n    sampling: {max_new_tokens: 500}\n")]
+
+
+# --- delivery settings that validated but failed at export -------------------------------------------
+
+@case("pcm-bits-32", "project.yaml", r"delivery\.pcm_bits: must be 16 or 24, got 32")
+def _(root):
+    return [yaml_edit(root, "profile: podcast", "profile: podcast\n  pcm_bits: 32")]
+
+
+# --- covers: decoded at validation, not found broken by the M4B step at the end -----------------------
+
+def _cover_case(root: Path, name: str, data: bytes) -> list:
+    y = yaml_edit(root, append=f"cover: {name}\n")
+    (y.parent / name).write_bytes(data)
+    return [y]
+
+
+@case("cover-random-bytes", "project.yaml", r"cover: not a JPEG or PNG image", line=END)
+def _(root):
+    return _cover_case(root, "cover.jpg", os.urandom(8192))
+
+
+@case("cover-empty", "project.yaml", r"cover: not a JPEG or PNG image \(an empty file\)", line=END, command="validate")
+def _(root):
+    return _cover_case(root, "cover.jpg", b"")
+
+
+@case("cover-svg", "project.yaml", r"cover: not a JPEG or PNG image \(an SVG or other text file\)", line=END)
+def _(root):
+    return _cover_case(root, "cover.svg", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>\n')
+
+
+@case("cover-gif-6-bytes", "project.yaml", r"cover: not a JPEG or PNG image", line=END, command="validate")
+def _(root):
+    return _cover_case(root, "cover.gif", b"GIF89a")
+
+
+@case("cover-truncated-jpeg", "project.yaml", r"cover: cannot decode the JPEG .*truncated or corrupt", line=END)
+def _(root):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.effect_noise((800, 800), 40).convert("RGB").save(buf, "JPEG")
+    return _cover_case(root, "cover.jpg", buf.getvalue()[:4000])
+
+
 # --- manuscripts ------------------------------------------------------------------------------------
 
 def _ms_case(root: Path, data: bytes) -> list:

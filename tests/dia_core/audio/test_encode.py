@@ -1,3 +1,4 @@
+import errno
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import soundfile as sf
 from dia_core import audiofile as io
 from dia_core.atomic import clean_temps
 from dia_core.audio.m4b import escape_ffmetadata, export_m4b, ffmetadata
-from dia_core.audio.encode import export_chapter, to_pcm
+from dia_core.audio.encode import FFmpegError, export_chapter, to_pcm
 from dia_core.settings import DeliverySettings
 from dia_core.errors import InputError
 
@@ -157,3 +158,104 @@ def test_clean_temps_keeps_finished_and_young_files(tmp_path):
     young.write_bytes(b"x")
     assert clean_temps(tmp_path, min_age_s=60) == [old]
     assert keep.exists() and young.exists() and not old.exists()
+
+
+# ------------------------------------------------------------------ ffmpeg's own error, not "Broken pipe"
+
+def _fake_ffmpeg(tmp_path: Path, monkeypatch, stderr: str) -> Path:
+    """An ``ffmpeg`` first on PATH that reads none of its input, says ``stderr`` and exits 1 (what the
+    real one does when its output disk is full)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    exe = bindir / "ffmpeg"
+    exe.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return exe
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
+def test_full_disk_is_reported_as_enospc_not_broken_pipe(tmp_path, monkeypatch, fmt):
+    """ffmpeg quitting on a full disk while the PCM is still being piped: the error is ffmpeg's
+    ("No space left on device", errno ENOSPC, naming the file), not the BrokenPipeError of the write."""
+    out = tmp_path / "out"
+    out.mkdir()
+    _fake_ffmpeg(tmp_path, monkeypatch, "Error writing trailer of x: No space left on device")
+    x = speechlike(30.0)                        # 5 MB of PCM: far more than the pipe holds
+    with pytest.raises(OSError) as ei:
+        export_chapter(x, out / "ch01", DeliverySettings(formats=(fmt,)), correct_lossy_gain=False)
+    e = ei.value
+    assert not isinstance(e, BrokenPipeError)
+    assert e.errno == errno.ENOSPC and e.strerror == "No space left on device"
+    assert e.filename == str(out / f"ch01.{fmt}")  # the file being made (its temp name is gone)
+    assert any("No space left on device" in n for n in getattr(e, "__notes__", []))
+    assert _leftovers(out) == []                # the temp file is gone, nothing published
+
+
+def test_m4b_full_disk_is_reported_as_enospc_not_broken_pipe(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    _fake_ffmpeg(tmp_path, monkeypatch, "av_interleaved_write_frame(): No space left on device")
+    with pytest.raises(OSError) as ei:
+        export_m4b([speechlike(20.0), speechlike(20.0, seed=1)], ["One", "Two"], out / "book.m4b")
+    assert not isinstance(ei.value, BrokenPipeError)
+    assert ei.value.errno == errno.ENOSPC and ei.value.filename == str(out / "book.m4b")
+    assert _leftovers(out) == []
+
+
+def test_other_ffmpeg_failures_carry_its_stderr(tmp_path, monkeypatch):
+    _fake_ffmpeg(tmp_path, monkeypatch, "Unknown encoder libmp3lame")
+    with pytest.raises(FFmpegError, match="ffmpeg mp3 encode failed: Unknown encoder libmp3lame") as ei:
+        export_chapter(speechlike(10.0), tmp_path / "ch01", DeliverySettings(formats=("mp3",)),
+                       correct_lossy_gain=False)
+    assert ei.value.returncode == 1 and "Unknown encoder" in ei.value.stderr
+
+
+FSIZE_CHILD = r"""
+import errno, resource, sys
+import numpy as np
+from pathlib import Path
+from dia_core.audio.encode import export_chapter
+from dia_core.audio.m4b import export_m4b
+from dia_core.settings import DeliverySettings
+resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+x = (np.random.default_rng(0).standard_normal(44100 * 20) * 0.05).astype(np.float32)
+for what, run in (("wav", lambda: export_chapter(x, Path(sys.argv[1]) / "ch01", DeliverySettings(formats=("wav",)))),
+                  ("m4b", lambda: export_m4b([x, x], ["a", "b"], Path(sys.argv[1]) / "book.m4b", bitrate_kbps=320))):
+    try:
+        run()
+        print(what, "no error")
+    except BrokenPipeError as e:
+        print(what, "BrokenPipeError", e)
+    except OSError as e:
+        print(what, errno.errorcode.get(e.errno), e.strerror)
+"""
+
+
+def test_real_ffmpeg_write_failure_is_its_own_error(tmp_path):
+    """The real ffmpeg hitting a file-size limit (RLIMIT_FSIZE, no root needed) mid-stream, killed by
+    SIGXFSZ while audio is still being piped to it: the export raises OSError(EFBIG) naming the
+    file, for the chapter and the M4B encode (the old code raised BrokenPipeError / pydub's error)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run([sys.executable, "-c", FSIZE_CHILD, str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == ["wav EFBIG File too large", "m4b EFBIG File too large"], r.stdout
+    assert _leftovers(out) == []
+
+
+def test_pcm_bits_outside_settings_list_fails_before_any_file(tmp_path):
+    """settings.PCM_BITS is the one list: 32 is refused by the encoder up front (and by the manifest)."""
+    from dia_core.settings import PCM_BITS
+    assert PCM_BITS == (16, 24)
+    with pytest.raises(InputError, match="must be 16 or 24, got 32") as ei:
+        export_chapter(speechlike(0.5), tmp_path / "ch01", DeliverySettings(formats=("wav", "flac"), pcm_bits=32))
+    assert ei.value.field == "delivery.pcm_bits"
+    assert list(tmp_path.iterdir()) == []
+    out = export_chapter(speechlike(0.5), tmp_path / "ch01", DeliverySettings(formats=("wav", "flac"), pcm_bits=16))
+    assert sf.info(str(out["wav"])).subtype == "PCM_16" and sf.info(str(out["flac"])).subtype == "PCM_16"

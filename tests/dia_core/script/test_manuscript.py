@@ -209,3 +209,86 @@ def test_example_manuscripts_parse():
     assert warnings == [] and len(chapters) == 3
     assert {b.character for c in chapters for b in c.blocks} >= {"Narrator", "MARA", "TOBIAS", "KEEPER"}
     assert any(b.boundary == "scene" for c in chapters for b in c.blocks)
+
+
+# ------------------------------------------------------------------ adversarial-pass regressions
+
+@pytest.mark.parametrize("text,code", [
+    ("Zero\u200bwidth space.", "U+200B ZERO WIDTH SPACE (invisible formatting)"),
+    ("A soft\u00adhyphen.", "U+00AD SOFT HYPHEN (invisible formatting)"),
+    ("Joined\u200dwords.", "U+200D ZERO WIDTH JOINER (invisible formatting)"),
+    ("She said \u4f60\u597d to him.", "U+4F60 CJK UNIFIED IDEOGRAPH-4F60 (CJK/Hangul)"),
+    ("A word: \ud55c\uad6d.", "U+D55C HANGUL SYLLABLE HAN (CJK/Hangul)"),
+    ("Shalom \u05e9\u05dc\u05d5\u05dd here.", "U+05E9 HEBREW LETTER SHIN (right-to-left script)"),
+    ("Salaam \u0633\u0644\u0627\u0645 here.", "U+0633 ARABIC LETTER SEEN (right-to-left script)"),
+    ("A smile \U0001F600 here.", "U+1F600 GRINNING FACE (emoji/pictograph)"),
+    ("Love \u2764\ufe0f it.", "U+2764 HEAVY BLACK HEART (emoji/pictograph)"),
+])
+def test_unreadable_characters_warn_with_line_and_code_point(text, code):
+    chapters, warnings = parse(f"# One\n\nA plain first line.\n{text}\n")
+    assert chapters[0].blocks[0].text.endswith(text.split()[-1])   # left in the text
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"book.md:4: Dia's English model cannot read {code}"), warnings[0]
+
+
+def test_readable_non_ascii_does_not_warn():
+    _, warnings = parse("# Caf\u00e9\n\n\u201cNa\u00efve,\u201d she said \u2014 \u00bd past nine, 20\u00b0C, \u20ac5\u2026 "
+                        "Stra\u00dfe, \u00c5se, \u03c0.\n")
+    assert warnings == []
+
+
+def test_unreadable_characters_are_capped_per_file():
+    text = "# One\n\n" + "".join(f"Line {i} with \u200b.\n" for i in range(30))
+    _, warnings = parse(text)
+    assert len(warnings) == 21
+    assert warnings[-1] == "book.md: 10 more lines with characters Dia's English model cannot read (not listed)"
+
+
+def _book(tmp_path, manuscript: str, profile: str = "acx", files: dict | None = None):
+    root = tmp_path / "p"
+    root.mkdir(exist_ok=True)
+    (root / "book.md").write_text(manuscript)
+    names = ["book.md"]
+    for name, text in (files or {}).items():
+        (root / name).write_text(text)
+        names.append(name)
+    (root / "project.yaml").write_text(
+        f"title: T\nauthor: A\nmanuscript: [{', '.join(names)}]\nvoices:\n  n: {{seed: 1}}\n"
+        f"delivery: {{profile: {profile}}}\n")
+    return load_project(root / "project.yaml")
+
+
+def test_duplicate_chapter_titles_warn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pr = _book(tmp_path, "# Chapter One\n\nA.\n\n# Interlude\n\nB.\n\n# chapter  one\n\nC.\n",
+               files={"more.md": "# Interlude\n\nD.\n"})
+    chapters, warnings = parse_project_manuscripts(pr)
+    assert warnings == [
+        "p/book.md:9: chapter 3 has the same title as chapter 1 (p/book.md:1): 'chapter one'; the book's "
+        "chapter list will show both alike",
+        "p/more.md:1: chapter 4 has the same title as chapter 2 (p/book.md:5): 'Interlude'; the book's "
+        "chapter list will show both alike",
+    ]
+    from dia_core.script.planner import plan_project
+    assert plan_project(pr).warnings == warnings
+
+
+def test_chapter_over_acx_120_minutes_warns_at_validate_and_plan(tmp_path, monkeypatch):
+    """A 30,000-word chapter (~200 min) warns when the manuscripts are parsed (validate) and planned."""
+    from dia_core.script.planner import estimate_chapter_seconds, plan_project
+
+    para = " ".join(["The keeper climbed the stairs and lit the lamp again."] * 10)   # 100 words
+    long = "# Long\n\n" + "\n\n".join([para] * 300) + "\n\n# Short\n\nThe end.\n"
+    monkeypatch.chdir(tmp_path)
+    pr = _book(tmp_path, long)
+    chapters, warnings = parse_project_manuscripts(pr)
+    (w,) = warnings
+    assert w.startswith("p/book.md:1: chapter 1 ('Long') is about ") and "ACX limits files to 120 minutes" in w
+    plan = plan_project(pr)
+    assert plan.warnings == [w]
+    est = plan.chapters[0].est_seconds
+    assert est > 120 * 60 and f"is about {est / 60:.1f} minutes" in w
+    assert estimate_chapter_seconds(pr, chapters[0]) == pytest.approx(est, abs=0.5)
+    assert estimate_chapter_seconds(pr, chapters[1]) == pytest.approx(plan.chapters[1].est_seconds, abs=0.01)
+    # other profiles have no per-file limit
+    assert parse_project_manuscripts(_book(tmp_path, long, profile="podcast"))[1] == []

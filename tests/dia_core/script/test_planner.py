@@ -50,8 +50,10 @@ lexicon: {{Dr: Doctor, Qx: Quix}}
 
 
 def _wav(path: Path, seconds: float):
+    """A tone at speaking level (an all-zero clip is refused as digital silence)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.zeros(int(seconds * 8000), dtype=np.int16), 8000, subtype="PCM_16")
+    t = np.arange(int(seconds * 8000)) / 8000
+    sf.write(str(path), (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 8000, subtype="PCM_16")
 
 
 @pytest.fixture(scope="module")
@@ -403,3 +405,18 @@ def test_dialogue_edits_stay_local(project):
         old_ids = {s.id for s in base}
         changed = [s for s in segs if s.id not in old_ids]
         assert 1 <= len(changed) <= 6, (k, len(changed))
+
+
+def test_chapters_all_overrides_the_manifest_selection(tmp_path):
+    """``--chapters all`` (plan_project(chapters="all")) plans every chapter even when the manifest
+    selects some; None keeps the manifest's selection."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "book.md").write_text("# One\n\nA.\n\n# Two\n\nB.\n\n# Three\n\nC.\n")
+    (root / "project.yaml").write_text("title: T\nauthor: A\nmanuscript: book.md\nchapters: 2\n"
+                                       "voices:\n  n: {seed: 1}\n")
+    pr = load_project(root / "project.yaml")
+    assert [c.index for c in plan_project(pr).chapters] == [2]
+    for spec in ("all", "ALL", " all "):
+        assert [c.index for c in plan_project(pr, chapters=spec).chapters] == [1, 2, 3]
+    assert [c.index for c in plan_project(pr, chapters="1,3").chapters] == [1, 3]

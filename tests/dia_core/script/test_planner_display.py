@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 
 from dia_core.script.planner import _display_pieces, compile_lexicon, compile_lexicon_spans, split_clauses, split_sentences
-from tests.dia_core.script.test_planner import TAG_RE, plan_text, project  # noqa: F401  (module fixture)
+from tests.dia_core.script import test_planner as _planner_tests
+from tests.dia_core.script.test_planner import TAG_RE, plan_text
+
+project = _planner_tests.project   # the planner tests' module fixture (a name, not an unused import)
 
 
 def _words(seg_text: str) -> list[str]:

@@ -27,6 +27,13 @@ def make_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
+def make_cover(path: Path, width: int, height: int | None = None, fmt: str = "JPEG", mode: str = "RGB") -> Path:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (width, height or width), "red" if mode != "CMYK" else (0, 255, 255, 0)).save(path, fmt)
+    return path
+
+
 BASE = """\
 title: Test Book
 author: A. Writer
@@ -97,7 +104,7 @@ def test_minimal_manifest_defaults(tmp_path):
 
 def test_full_manifest(tmp_path):
     (tmp_path / "proj" / "art").mkdir(parents=True)
-    (tmp_path / "proj" / "art" / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    make_cover(tmp_path / "proj" / "art" / "cover.jpg", 600)
     (tmp_path / "proj" / "book2.md").write_text("More text.\n")
     p = write(tmp_path, """\
         title: Full
@@ -219,6 +226,7 @@ def test_shared_seed_warns(tmp_path):
 
 @pytest.mark.parametrize("spec,expected", [
     ("1,3-4", (1, 3, 4)), ("2", (2,)), ([3, 1], (1, 3)), ("all", None), (None, None), ("1-3,2", (1, 2, 3)),
+    ("ALL", None), (" all ", None),
 ])
 def test_chapter_selection(spec, expected):
     assert parse_chapter_selection(spec) == expected
@@ -394,3 +402,143 @@ def test_manifest_size_binary_and_encoding(tmp_path):
     assert ei.value.line == 1
     with pytest.raises(InputError, match="manifest not found"):
         load_project(tmp_path / "nope.yaml")
+
+
+# ------------------------------------------------------------------ adversarial-pass regressions
+
+def test_pcm_bits_one_rule_for_loader_and_encoder(tmp_path):
+    """delivery.pcm_bits: what the manifest accepts is what the encoder encodes (settings.PCM_BITS);
+    32 used to validate and then fail every render at export."""
+    from dia_core.audio.encode import to_pcm
+    from dia_core.settings import PCM_BITS
+
+    e = load_error(tmp_path, BASE + "delivery:\n  pcm_bits: 32\n")
+    assert where(e) == ("project.yaml", 14, "delivery.pcm_bits")
+    assert e.message == "must be 16 or 24, got 32"
+    x = np.zeros(8, np.float32)
+    for bits in (8, 12, 16, 20, 24, 32):
+        try:
+            load_project(write(tmp_path, BASE + f"delivery:\n  pcm_bits: {bits}\n"))
+            loads = True
+        except InputError:
+            loads = False
+        try:
+            to_pcm(x, bits)
+            encodes = True
+        except InputError:
+            encodes = False
+        assert loads == encodes == (bits in PCM_BITS), bits
+
+
+def _cover_project(tmp_path, name: str, data: bytes | None = None, *, profile: str = "acx") -> Path:
+    p = write(tmp_path, BASE + f"cover: {name}\ndelivery: {{profile: {profile}}}\n")
+    if data is not None:
+        (p.parent / name).write_bytes(data)
+    return p
+
+
+def _jpeg_bytes(size: int = 600) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.effect_noise((size, size), 40).convert("RGB").save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,data,msg", [
+    ("cover.jpg", os.urandom(4096), "not a JPEG or PNG image (not an image Pillow can read)"),
+    ("cover.jpg", b"", "not a JPEG or PNG image (an empty file)"),
+    ("cover.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "(an SVG or other text file)"),
+    ("cover.gif", b"GIF89a", "not a JPEG or PNG image"),
+    ("cover.jpg", b"\xff\xd8\xff", "not a JPEG or PNG image"),
+    ("cover.jpg", _jpeg_bytes()[:3000], "cannot decode the JPEG"),     # truncated
+    ("cover.png", None, "cannot decode the PNG"),                        # corrupt pixel data (below)
+    ("cover.gif", None, "a GIF image: the cover must be JPEG or PNG"),   # a real GIF (below)
+    ("cover.png", None, "image is 8x8 px: too small"),                   # (below)
+    ("cover.png", None, "over the 64 megapixel limit"),                  # a decompression bomb (below)
+])
+def test_corrupt_cover_fails_at_validation(tmp_path, name, data, msg):
+    """A cover is decoded when the project loads, not found broken by the M4B step at the end."""
+    from PIL import Image
+    p = _cover_project(tmp_path, name, data)
+    target = p.parent / name
+    if data is None and "decode the PNG" in msg:
+        Image.effect_noise((400, 400), 40).save(target, "PNG")
+        raw = bytearray(target.read_bytes())
+        i = raw.index(b"IDAT") + 200
+        raw[i:i + 64] = os.urandom(64)
+        target.write_bytes(bytes(raw))
+    elif data is None and "GIF" in msg:
+        Image.new("P", (600, 600)).save(target, "GIF")
+    elif data is None and "8x8" in msg:
+        Image.new("RGB", (8, 8), "red").save(target, "PNG")
+    elif data is None:
+        Image.new("1", (9000, 9000)).save(target, "PNG")
+    with pytest.raises(InputError) as ei:
+        load_project(p)
+    assert where(ei.value) == ("project.yaml", 13, "cover"), str(ei.value)
+    assert msg in ei.value.message, str(ei.value)
+
+
+def test_cover_warnings(tmp_path):
+    ok = load_project(_cover_project(tmp_path, "c.jpg", _jpeg_bytes(2400)))
+    assert ok.warnings == () and ok.cover.name == "c.jpg"
+    (w,) = load_project(_cover_project(tmp_path, "c.jpg", _jpeg_bytes(600))).warnings
+    assert w.endswith("project.yaml:13: cover: cover is 600x600 px: ACX wants a square cover of at least "
+                      "2400x2400 px")
+    assert load_project(_cover_project(tmp_path, "c.jpg", _jpeg_bytes(600), profile="podcast")).warnings == ()
+    p = _cover_project(tmp_path, "wide.png", profile="podcast")
+    make_cover(p.parent / "wide.png", 800, 600, "PNG")
+    (w,) = load_project(p).warnings
+    assert "cover is 800x600 px: audiobook and podcast covers are square" in w
+    p = _cover_project(tmp_path, "cmyk.jpg", profile="podcast")
+    make_cover(p.parent / "cmyk.jpg", 600, fmt="JPEG", mode="CMYK")
+    assert any("CMYK" in w for w in load_project(p).warnings)
+
+
+def test_reference_over_max_new_tokens_is_named_at_validation(tmp_path):
+    """A reference clip that leaves no room for text in max_new_tokens fails at load, naming the
+    clip's frames (not at plan as 'a word of 7 characters cannot fit')."""
+    voice_level = BASE.replace("    transcript: Hello there, this is the narrator.\n",
+                               "    transcript: Hello there, this is the narrator.\n"
+                               "    sampling: {max_new_tokens: 500}\n")
+    e = load_error(tmp_path, voice_level, ref_seconds=7.2)
+    assert where(e) == ("project.yaml", 8, "voices.narrator.sampling.max_new_tokens"), str(e)
+    assert e.message.startswith("the reference clip (7.2 s) needs 621 decoder frames of the 484 available "
+                                "with max_new_tokens 500, leaving none for text"), e.message
+    assert "raise max_new_tokens to at least 896" in e.message
+    # set for the whole project: reported at the voice's reference, naming the line that set it
+    e = load_error(tmp_path, BASE + "sampling:\n  max_new_tokens: 500\n", ref_seconds=7.2)
+    assert where(e) == ("project.yaml", 6, "voices.narrator.reference"), str(e)
+    assert "needs 621 decoder frames of the 484 available" in e.message and "at line 14" in e.message
+    # seed-only voices: the calibration line is the prompt
+    e = load_error(tmp_path, BASE.replace("    seed: 5\n", "    seed: 5\n    sampling: {max_new_tokens: 500}\n"))
+    assert where(e) == ("project.yaml", 10, "voices.anna.sampling.max_new_tokens"), str(e)
+    assert e.message.startswith("the calibration line (~4.8 s) needs 416 decoder frames of the 484 available")
+    # enough room: loads
+    pr = load_project(write(tmp_path, BASE + "sampling:\n  max_new_tokens: 1000\n", ref_seconds=5.0))
+    assert pr.voices["narrator"].sampling.max_new_tokens == 1000
+
+
+def _write_ref(p: Path, x: np.ndarray, rate: int = 16000) -> None:
+    sf.write(str(p.parent / "voices" / "narrator.wav"), x.astype(np.float32), rate, subtype="PCM_16")
+
+
+def test_reference_levels(tmp_path):
+    """Digital silence fails; a near-silent or clipped reference warns; a clean one at full scale does not."""
+    t = np.arange(6 * 16000) / 16000
+    tone = np.sin(2 * np.pi * 220 * t)
+    p = write(tmp_path, BASE)
+    _write_ref(p, np.zeros(len(t)))
+    with pytest.raises(InputError) as ei:
+        load_project(p)
+    assert where(ei.value) == ("project.yaml", 6, "voices.narrator.reference")
+    assert "digital silence" in ei.value.message
+    _write_ref(p, 0.001 * tone)
+    (w,) = load_project(p).warnings
+    assert "project.yaml:6: voices.narrator.reference: reference is nearly silent (RMS -63 dBFS" in w
+    _write_ref(p, np.clip(3 * tone, -1, 1))
+    (w,) = load_project(p).warnings
+    assert "project.yaml:6: voices.narrator.reference: reference clips: " in w and "at full scale" in w
+    _write_ref(p, tone / np.abs(tone).max())        # peaks at full scale, not clipped
+    assert load_project(p).warnings == ()
