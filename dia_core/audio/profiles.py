@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..params import SAMPLE_RATE
-from ..settings import DeliverySettings
+from ..settings import ACX_MAX_MINUTES, DeliverySettings
 from ..audiofile import decode_ffmpeg, ffmpeg_bin, probe
 from .meter import Measurements, _chunks, _measure, measure
 
@@ -25,7 +25,6 @@ __all__ = ["ProfileReport", "profile_limits", "profile_target", "check_file", "c
 
 ENCODER_MARGIN_DB = 0.5    # ceiling margin for lossy-encoder overshoot
 ACX_RMS_TARGET = -20.0
-ACX_MAX_MINUTES = 120
 
 
 @dataclass(frozen=True)
