@@ -19,6 +19,7 @@ import json
 import platform
 import re
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,12 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import dia_core.dia.generate as gen  # noqa: E402
+from dia_core.dia.codec import DiaCodec  # noqa: E402
 from dia_core.dia.config import DiaConfig  # noqa: E402
 from dia_core.dia.generate import delay_codes  # noqa: E402
 from dia_core.dia.model import DiaModel  # noqa: E402
-from dia_core.params import FRAME_RATE  # noqa: E402
+from dia_core.params import FRAME_RATE, SamplingParams  # noqa: E402
 from dia_core.dia.tokenizer import encode_batch, encode_text  # noqa: E402
 
+# The transformers row's settings (hf_row), so both engines sample alike; speed does not depend on them.
+SAMPLING = SamplingParams(temperature=1.2, top_p=0.95, cfg_scale=3.0, cfg_filter_top_k=45)
 WORDS = ("the lighthouse stood alone at the edge of the harbour and every night its lamp turned slowly over "
          "the dark water while the keeper wrote letters she never sent").split()
 
@@ -76,17 +80,17 @@ def peak_gib(device: str) -> float | None:
 
 def ours_row(model, batch: int, new_tokens: int, text_bytes: int, compile, device: str) -> dict:
     texts, seeds = texts_for(batch, text_bytes), list(range(batch))
-    kw = dict(max_new_tokens=new_tokens, compile=compile)
+    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), compile=compile)
     gen.release_static(model)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     t0 = time.perf_counter()
-    model.generate(texts, seeds, **kw)  # warm-up: compile, capture every cache bucket
+    gen.generate(model, texts, seeds, **kw)  # warm-up: compile, capture every cache bucket
     sync(device)
     warmup_s = time.perf_counter() - t0
     peak_reset(device)
     t0 = time.perf_counter()
-    out = model.generate(texts, seeds, **kw)
+    out = gen.generate(model, texts, seeds, **kw)
     sync(device)
     elapsed = time.perf_counter() - t0
     rows = min(new_tokens, model.config.dec_max_positions) - 1  # decoder rows per stream (no EOS)
@@ -100,14 +104,14 @@ def ours_row(model, batch: int, new_tokens: int, text_bytes: int, compile, devic
 
 def recompile_check(model, batch: int, new_tokens: int, text_bytes: int, compile) -> dict:
     """After the warm-up of this batch size: other texts (same text bucket) and shorter lengths."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters  # dynamo internals: only this check reads them
 
     static = model._static
     before = (counters["stats"]["unique_graphs"], static.captures if static else 0)
     lengths = [new_tokens - 100 * k for k in range(1, 4) if new_tokens - 100 * k >= 500] or [new_tokens]
     for k, n in enumerate(lengths):
-        model.generate(texts_for(batch, text_bytes - 8 * (k + 1), offset=11 * (k + 1)), list(range(50, 50 + batch)),
-                       max_new_tokens=n, compile=compile)
+        gen.generate(model, texts_for(batch, text_bytes - 8 * (k + 1), offset=11 * (k + 1)),
+                     list(range(50, 50 + batch)), sampling=SAMPLING.replace(max_new_tokens=n), compile=compile)
     same = model._static is static
     return dict(batch=batch, segment_lengths=lengths, new_dynamo_graphs=counters["stats"]["unique_graphs"] - before[0],
                 new_cuda_graph_captures=(model._static.captures - before[1]) if same else None,
@@ -118,8 +122,9 @@ def parity_row(model, batch: int, text_bytes: int, compile) -> dict:
     """Greedy codes of the fast path vs the eager path on the same batch (bf16 on GPU: kernels differ,
     so exact equality is measured, not assumed)."""
     texts, seeds = texts_for(batch, text_bytes), list(range(batch))
-    a = model.generate(texts, seeds, max_new_tokens=500, temperature=0.0, compile=False)
-    b = model.generate(texts, seeds, max_new_tokens=500, temperature=0.0, compile=compile)
+    greedy = SAMPLING.replace(max_new_tokens=500, temperature=0.0)
+    a = gen.generate(model, texts, seeds, sampling=greedy, compile=False)
+    b = gen.generate(model, texts, seeds, sampling=greedy, compile=compile)
     equal = sum(int(torch.equal(x.codes, y.codes)) for x, y in zip(a, b))
     first = []
     for x, y in zip(a, b):
@@ -134,28 +139,29 @@ def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, compile
     codec's side stream while batch 2 generates). On a GPU the pipelined run should approach
     2 x generate + 1 x decode; on CPU both are serial."""
     texts = [texts_for(batch, text_bytes), texts_for(batch, text_bytes, offset=5)]
-    kw = dict(max_new_tokens=new_tokens, compile=compile)
-    model.generate(texts[0], list(range(batch)), **kw)  # warm (graphs of this bucket)
+    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), compile=compile)
+    codec = model.codec
+    gen.generate(model, texts[0], list(range(batch)), **kw)  # warm (graphs of this bucket)
     sync(device)
     t0 = time.perf_counter()
-    codes = [g.codes for g in model.generate(texts[0], list(range(batch)), **kw)]
+    codes = gen.generate_codes(model, texts[0], list(range(batch)), **kw)
     sync(device)
     gen_s = time.perf_counter() - t0
-    model.decode_batch(codes[:1])  # warm the codec
+    codec.decode_batch(codes[:1])  # warm the codec
     t0 = time.perf_counter()
-    audio = model.decode_batch(codes)
+    audio = codec.decode_batch(codes)
     sync(device)
     dec_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(2):
-        model.decode_batch([g.codes for g in model.generate(texts[i], list(range(batch)), **kw)])
+        codec.decode_batch(gen.generate_codes(model, texts[i], list(range(batch)), **kw))
     sync(device)
     serial_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pending = model.start_decode([g.codes for g in model.generate(texts[0], list(range(batch)), **kw)])
-    second = model.generate(texts[1], list(range(batch)), **kw)
+    pending = codec.start_decode(gen.generate_codes(model, texts[0], list(range(batch)), **kw))
+    second = gen.generate_codes(model, texts[1], list(range(batch)), **kw)
     pending.result()
-    model.start_decode([g.codes for g in second]).result()
+    codec.start_decode(second).result()
     sync(device)
     pipelined_s = time.perf_counter() - t0
     audio_s = sum(len(a) for a in audio) / 44100
@@ -164,6 +170,7 @@ def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, compile
 
 
 def hf_model_from(model: DiaModel, device: str, dtype: torch.dtype):
+    # The peer and the tests' layout writer: only this measurement needs them (--no-transformers).
     from transformers import DiaConfig as HFDiaConfig, DiaForConditionalGeneration
 
     from tests.tiny_models import to_transformers_layout
@@ -214,14 +221,10 @@ def hf_row(hf, cfg: DiaConfig, batch: int, new_tokens: int, text_bytes: int, dev
 
 def load_dac(smoke: bool, device: str):
     """A random DAC with descript-audio-codec's 44.1 kHz architecture (tiny in smoke mode)."""
-    from dia_core.dia.codec import DiaCodec
-
     if smoke:
-        import tempfile
-
-        from tests.tiny_models import write_tiny_dac
+        from tests.tiny_models import write_tiny_dac  # the tests' tiny DAC, smoke mode only
         return DiaCodec.load(write_tiny_dac(Path(tempfile.mkdtemp()) / "dac.pth"), device=device)
-    import dac
+    import dac  # descript-audio-codec: heavy, only with --dac
 
     torch.manual_seed(0)
     return DiaCodec(dac.DAC().to(device), checksum="random")

@@ -13,8 +13,8 @@ def __getattr__(name):
         from .dia.model import DiaModel
         return DiaModel
     if name in ("AudioPrompt", "Generated"):
-        from .dia import model
-        return getattr(model, name)
+        from .dia import generate
+        return getattr(generate, name)
     if name == "DiaCodec":
         from .dia.codec import DiaCodec
         return DiaCodec

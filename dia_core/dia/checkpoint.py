@@ -1,6 +1,6 @@
-"""Find, read and convert Dia checkpoints into dia_core's state dict.
+"""Find, read, checksum and convert Dia checkpoints into dia_core's state dict.
 
-Layouts (docs/dia-model-facts.md):
+Layouts (docs/dia-model.md#checkpoints):
 - reference (0626 model.safetensors / pytorch_model.bin, and v0.1 .pth): JAX-style "dense general"
   kernels [in..., out...], mlp.wi_fused [D, 2, I] (gate, up), 9 separate channel embeddings,
   decoder.logits_dense [D, C, V].
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from .config import DiaConfig
 from ..errors import InputError
+from ..files import files_sha256
 
 WEIGHT_PATTERNS = ("model.safetensors.index.json", "model-*-of-*.safetensors", "model.safetensors",
                    "pytorch_model.bin", "*.pth")
@@ -57,6 +59,20 @@ def load_checkpoint(source: str | Path) -> Checkpoint:
     return Checkpoint(config, state_dict, layout, str(source), files)
 
 
+# ---- checksum --------------------------------------------------------------------------------------
+
+def weights_checksum(files: list[Path]) -> str:
+    """The model checksum: sha256 over the weight files' bytes in load order. Segment store keys
+    include it, so it must stay this exact digest."""
+    return files_sha256(files)
+
+
+def checkpoint_checksum(source: str | Path) -> str:
+    """The checksum of a local directory or Hugging Face repo id without loading the model: the
+    files are resolved as load_checkpoint does (a repo id may download them)."""
+    return weights_checksum(find_weight_files(resolve(source)))
+
+
 # ---- locating files --------------------------------------------------------------------------------
 
 def hf_cache_dir() -> str:
@@ -83,7 +99,7 @@ def resolve(source: str | Path) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo) or repo.startswith((".", "/")):
         raise InputError("no such directory, and not a Hugging Face repo id (owner/name)", file=repo)
 
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, snapshot_download  # only repo ids need the hub client
 
     cache, offline = hf_cache_dir(), hf_offline()
     errors = []
@@ -146,8 +162,6 @@ def find_weight_files(directory: Path) -> list[Path]:
 
 
 def read_tensors(files: list[Path]) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
     tensors: dict[str, Tensor] = {}
     for path in files:
         try:

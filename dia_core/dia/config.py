@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
-from ..params import DELAY_PATTERN
+from ..params import (AUDIO_VOCAB, BOS_ID, DELAY_PATTERN, EOS_ID, MAX_DECODER_POSITIONS, MAX_TEXT_BYTES, NUM_CHANNELS,
+                      PAD_ID, TEXT_VOCAB)
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class DiaConfig:
     enc_heads: int = 16
     enc_kv_heads: int = 16
     enc_head_dim: int = 128
-    enc_vocab: int = 256
-    enc_max_positions: int = 1024
+    enc_vocab: int = TEXT_VOCAB
+    enc_max_positions: int = MAX_TEXT_BYTES
     # Decoder (audio codes, 9 channels).
     dec_layers: int = 18
     dec_hidden: int = 2048
@@ -37,16 +38,16 @@ class DiaConfig:
     cross_heads: int = 16
     cross_kv_heads: int = 16
     cross_head_dim: int = 128
-    dec_vocab: int = 1028
-    dec_max_positions: int = 3072
-    num_channels: int = 9
+    dec_vocab: int = AUDIO_VOCAB
+    dec_max_positions: int = MAX_DECODER_POSITIONS
+    num_channels: int = NUM_CHANNELS
     # Shared.
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     cross_attention_rope: bool = False  # True only for v0.1 checkpoints
-    eos_id: int = 1024
-    pad_id: int = 1025
-    bos_id: int = 1026
+    eos_id: int = EOS_ID
+    pad_id: int = PAD_ID
+    bos_id: int = BOS_ID
     delay_pattern: tuple[int, ...] = DELAY_PATTERN
 
     def __post_init__(self):
@@ -111,16 +112,18 @@ class DiaConfig:
             enc_intermediate=enc["intermediate_size"], enc_heads=enc["num_attention_heads"],
             enc_kv_heads=enc.get("num_key_value_heads") or enc["num_attention_heads"],
             enc_head_dim=enc.get("head_dim") or enc["hidden_size"] // enc["num_attention_heads"],
-            enc_vocab=enc.get("vocab_size", 256), enc_max_positions=enc.get("max_position_embeddings", 1024),
+            enc_vocab=enc.get("vocab_size", TEXT_VOCAB),
+            enc_max_positions=enc.get("max_position_embeddings", MAX_TEXT_BYTES),
             dec_layers=dec["num_hidden_layers"], dec_hidden=dec["hidden_size"],
             dec_intermediate=dec["intermediate_size"], dec_heads=dec["num_attention_heads"],
             dec_kv_heads=dec["num_key_value_heads"], dec_head_dim=dec["head_dim"],
             cross_heads=dec["cross_num_attention_heads"], cross_kv_heads=dec["cross_num_key_value_heads"],
-            cross_head_dim=dec["cross_head_dim"], dec_vocab=dec.get("vocab_size", 1028),
-            dec_max_positions=dec.get("max_position_embeddings", 3072), num_channels=dec.get("num_channels", 9),
+            cross_head_dim=dec["cross_head_dim"], dec_vocab=dec.get("vocab_size", AUDIO_VOCAB),
+            dec_max_positions=dec.get("max_position_embeddings", MAX_DECODER_POSITIONS),
+            num_channels=dec.get("num_channels", NUM_CHANNELS),
             rope_theta=theta(dec), norm_eps=float(dec.get("norm_eps", d.get("norm_eps", 1e-5))),
-            eos_id=token("eos_token_id", 1024), pad_id=token("pad_token_id", 1025),
-            bos_id=token("bos_token_id", 1026),
+            eos_id=token("eos_token_id", EOS_ID), pad_id=token("pad_token_id", PAD_ID),
+            bos_id=token("bos_token_id", BOS_ID),
             delay_pattern=tuple(d.get("delay_pattern") or DELAY_PATTERN),
         )
 
@@ -135,15 +138,16 @@ class DiaConfig:
         return cls(
             enc_layers=enc["n_layer"], enc_hidden=enc["n_embd"], enc_intermediate=enc["n_hidden"],
             enc_heads=enc["n_head"], enc_kv_heads=enc["n_head"], enc_head_dim=enc["head_dim"],
-            enc_vocab=m.get("src_vocab_size", 256), enc_max_positions=data.get("text_length", 1024),
+            enc_vocab=m.get("src_vocab_size", TEXT_VOCAB), enc_max_positions=data.get("text_length", MAX_TEXT_BYTES),
             dec_layers=dec["n_layer"], dec_hidden=dec["n_embd"], dec_intermediate=dec["n_hidden"],
             dec_heads=dec["gqa_query_heads"], dec_kv_heads=dec["kv_heads"], dec_head_dim=dec["gqa_head_dim"],
             cross_heads=dec["cross_query_heads"], cross_kv_heads=dec["cross_query_heads"],
-            cross_head_dim=dec["cross_head_dim"], dec_vocab=m.get("tgt_vocab_size", 1028),
-            dec_max_positions=data.get("audio_length", 3072), num_channels=data.get("channels", 9),
+            cross_head_dim=dec["cross_head_dim"], dec_vocab=m.get("tgt_vocab_size", AUDIO_VOCAB),
+            dec_max_positions=data.get("audio_length", MAX_DECODER_POSITIONS),
+            num_channels=data.get("channels", NUM_CHANNELS),
             rope_theta=hi, norm_eps=float(m.get("normalization_layer_epsilon", 1e-5)), cross_attention_rope=True,
-            eos_id=data.get("audio_eos_value", 1024), pad_id=data.get("audio_pad_value", 1025),
-            bos_id=data.get("audio_bos_value", 1026), delay_pattern=tuple(data.get("delay_pattern", DELAY_PATTERN)),
+            eos_id=data.get("audio_eos_value", EOS_ID), pad_id=data.get("audio_pad_value", PAD_ID),
+            bos_id=data.get("audio_bos_value", BOS_ID), delay_pattern=tuple(data.get("delay_pattern", DELAY_PATTERN)),
         )
 
     # ---- writers (the inverse of the parsers; used to build test checkpoints) --------------------

@@ -1,8 +1,11 @@
-"""Generation: delay pattern, request validation, CFG + filtering + counter-based sampling, decode loop.
+"""Generation: delay pattern, requests, CFG + filtering + counter-based sampling, the decode loop.
 
-Rows of the decoder sequence are "delayed": delayed[t, c] = frames[t - d_c, c] with BOS before a
-channel's delay. Frame 0 is BOS, then the voice prompt, then new audio. Row t is predicted by the
-step that feeds row t - 1 at position t - 1.
+The entry points are ``generate(model, texts, seeds, ...)`` and ``generate_codes``; this module
+imports the network (dia_core.dia.model), never the reverse, as gpt-fast's generate.py does.
+
+Rows of the decoder sequence are "delayed" (docs/dia-model.md#delay-pattern): delayed[t, c] =
+frames[t - d_c, c] with BOS before a channel's delay. Frame 0 is BOS, then the voice prompt, then new
+audio. Row t is predicted by the step that feeds row t - 1 at position t - 1.
 """
 from __future__ import annotations
 
@@ -13,18 +16,36 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from ..params import FRAME_RATE, RANGES, check_param, check_seed
+from .codec import DiaCodec
+from .model import DiaModel
 from .tokenizer import encode_batch, encode_text
+from ..errors import InputError
+from ..params import CODEBOOK_SIZE, FRAME_RATE, RANGES, SamplingParams, check_seed
 
 CHECK_DONE_EVERY = 16  # host sync for "all items finished" only every N steps
 # Fast path buckets (static shapes): batch -> power of two (padded with copies of item 0, results
 # dropped), text -> multiple of TEXT_BLOCK bytes, attended self-attention cache -> multiple of
 # KV_BLOCK positions (the cache itself always holds the decoder's full positions), top-k candidate
-# set -> the largest allowed cfg_filter_top_k (per-item k is a mask inside it).
+# set -> the largest cfg_filter_top_k a project file allows (per-item k is a mask inside it; a batch
+# asking for more gets a larger set, and graphs of its own).
 TEXT_BLOCK = 128
 KV_BLOCK = 512
 MAX_TOP_K = int(RANGES["cfg_filter_top_k"][1])
+
+
+@dataclass
+class AudioPrompt:
+    """A voice prompt: reference audio (a file, or DAC codes [L, 9]) and what is said in it, with
+    correct [S1]/[S2] tags. The transcript is placed before the new text."""
+    audio: str | Path | Tensor
+    transcript: str
+
+
+@dataclass
+class Generated:
+    codes: Tensor  # LongTensor[T, 9] on CPU: undelayed, EOS-trimmed, new audio only
+    hit_limit: bool  # stopped by the token limit, not by EOS
+    prompt_frames: int
 
 
 @dataclass
@@ -41,6 +62,37 @@ class Request:
     @property
     def prompt_frames(self) -> int:
         return 0 if self.prompt is None else int(self.prompt.shape[0])
+
+
+# ---- entry points ----------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def generate(model: DiaModel, texts: list[str], seeds: list[int], *, audio_prompts: list | None = None,
+             sampling: SamplingParams | list[SamplingParams] = SamplingParams(),
+             compile: bool | str = False) -> list[Generated]:
+    """Generate one code sequence per text. Each item has its own seed and ``sampling`` (one
+    SamplingParams for all items, or one per item); its codes do not depend on the rest of the
+    batch. Everything is validated before any compute.
+
+    ``compile``: False runs the decode step eagerly at the batch's exact shapes. Anything else is
+    the fast path: shapes bucketed (batch, text length, attended cache length) so segment lengths
+    do not recompile; True or "inductor" compiles the step with torch.compile(fullgraph=True,
+    dynamic=False); "aot_eager"/"eager" are the same with those backends (tests); "static" runs the
+    bucketed step uncompiled. On CUDA every fast mode replays the step as a captured CUDA graph (no
+    host sync except the every-16-steps done check)."""
+    return run_generation(model, build_requests(model, texts, seeds, audio_prompts, sampling), compile=compile)
+
+
+def generate_codes(model: DiaModel, texts: list[str], seeds: list[int], **kwargs) -> list[Tensor]:
+    """``generate``, codes only."""
+    return [g.codes for g in generate(model, texts, seeds, **kwargs)]
+
+
+def require_codec(model: DiaModel) -> DiaCodec:
+    """The model's codec (model.codec), loading DAC's 44.1 kHz weights (a download) on first need."""
+    if model.codec is None:
+        model.codec = DiaCodec.load(device=model.device)
+    return model.codec
 
 
 # ---- delay pattern ---------------------------------------------------------------------------------
@@ -62,7 +114,9 @@ def undelay_codes(delayed: Tensor, delay_pattern) -> Tensor:
     return torch.stack([delayed[d:d + T, c] for c, d in enumerate(delay_pattern)], dim=1)
 
 
-# ---- validation ------------------------------------------------------------------------------------
+# ---- requests --------------------------------------------------------------------------------------
+# SamplingParams checked its own values when it was built; here only what depends on this model
+# (vocabulary, decoder positions), the texts, seeds and prompts.
 
 def _per_item(name: str, value, n: int) -> list:
     if isinstance(value, (list, tuple)):
@@ -72,11 +126,9 @@ def _per_item(name: str, value, n: int) -> list:
     return [value] * n
 
 
-def build_requests(model, texts, seeds, audio_prompts=None, *, max_new_tokens=3072, cfg_scale=3.0,
-                   temperature=1.2, top_p=0.95, cfg_filter_top_k=45) -> list[Request]:
+def build_requests(model: DiaModel, texts, seeds, audio_prompts=None,
+                   sampling: SamplingParams | list[SamplingParams] = SamplingParams()) -> list[Request]:
     """Validate a whole batch up front; every error names the batch item."""
-    from .model import AudioPrompt
-
     cfg = model.config
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts:
         raise InputError("must be a non-empty list of strings", field="texts")
@@ -88,16 +140,17 @@ def build_requests(model, texts, seeds, audio_prompts=None, *, max_new_tokens=30
     prompts = _per_item("audio_prompts", audio_prompts, n) if isinstance(audio_prompts, (list, tuple)) else None
     if prompts is None:
         raise InputError("must be a list with one AudioPrompt or None per text", field="audio_prompts")
-    params = {name: _per_item(name, v, n) for name, v in dict(
-        max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, temperature=temperature, top_p=top_p,
-        cfg_filter_top_k=cfg_filter_top_k).items()}
+    params = _per_item("sampling", sampling, n)
 
     requests = []
-    for i, (text, seed, prompt) in enumerate(zip(texts, seeds, prompts)):
+    for i, (text, seed, prompt, p) in enumerate(zip(texts, seeds, prompts, params)):
         item = f"item {i}"
         check_seed(seed, field=f"{item}: seed")
-        for name, values in params.items():
-            check_param(name, values[i], field=f"{item}: {name}")
+        if not isinstance(p, SamplingParams):
+            raise InputError(f"must be a SamplingParams, got {type(p).__name__}", field=f"{item}: sampling")
+        if p.cfg_filter_top_k > cfg.dec_vocab:
+            raise InputError(f"must be at most the vocabulary size {cfg.dec_vocab}, got {p.cfg_filter_top_k}",
+                             field=f"{item}: cfg_filter_top_k")
         encode_text(text, max_bytes=cfg.enc_max_positions, field=f"{item}: text")
 
         codes, full_text = None, text
@@ -113,29 +166,33 @@ def build_requests(model, texts, seeds, audio_prompts=None, *, max_new_tokens=30
             full_text = prompt.transcript + " " + text
         ids = encode_text(full_text, max_bytes=cfg.enc_max_positions, field=f"{item}: transcript + ' ' + text")
 
-        requested = params["max_new_tokens"][i]
+        # docs/dia-model.md#stopping-and-length: BOS + prompt + new frames + delay tail <= positions.
+        requested = p.max_new_tokens
         limit = cfg.dec_max_positions
         max_tokens = min(requested, limit)
         L = 0 if codes is None else codes.shape[0]
+        new_frames = limit - 1 - L - cfg.max_delay
         if requested > limit:
             warnings.warn(f"{item}: max_new_tokens={requested} exceeds the decoder's {limit} positions, which "
                           f"hold BOS + voice prompt + new frames; capped to {limit} (at most "
-                          f"{limit - 1 - L - cfg.max_delay} new frames, {(limit - 1 - L - cfg.max_delay) / FRAME_RATE:.1f} s)",
-                          stacklevel=3)
+                          f"{new_frames} new frames, {new_frames / FRAME_RATE:.1f} s)", stacklevel=3)
         if 1 + L + cfg.max_delay >= max_tokens:
+            if L == 0:
+                raise InputError(f"must be at least {2 + cfg.max_delay} (BOS and the {cfg.max_delay}-frame delay "
+                                 f"tail take {1 + cfg.max_delay} decoder positions), got {requested}",
+                                 field=f"{item}: max_new_tokens")
             raise InputError(f"the voice prompt is {L} frames ({L / FRAME_RATE:.1f} s); with BOS and the "
                              f"{cfg.max_delay}-frame delay tail it needs more than {max_tokens} decoder positions "
                              f"(min(max_new_tokens, {limit})), leaving no room for new audio; use a prompt of at "
                              f"most {max_tokens - 2 - cfg.max_delay} frames", field=f"{item}: audio_prompts")
-        requests.append(Request(ids, codes, seed, max_tokens, float(params["cfg_scale"][i]),
-                                float(params["temperature"][i]), float(params["top_p"][i]),
-                                int(params["cfg_filter_top_k"][i])))
+        requests.append(Request(ids, codes, seed, max_tokens, float(p.cfg_scale), float(p.temperature),
+                                float(p.top_p), int(p.cfg_filter_top_k)))
     return requests
 
 
 def _prompt_codes(model, audio, field: str) -> Tensor:
     if isinstance(audio, (str, Path)):
-        return model.require_codec().encode_file(audio).long().cpu()
+        return require_codec(model).encode_file(audio).long().cpu()
     if not isinstance(audio, Tensor):
         raise InputError(f"audio must be a file path or a codes tensor [L, 9], got {type(audio).__name__}",
                          field=field)
@@ -144,7 +201,7 @@ def _prompt_codes(model, audio, field: str) -> Tensor:
         raise InputError(f"codes must have shape [L, {C}] with L >= 1, got {list(audio.shape)}", field=field)
     if audio.dtype.is_floating_point or audio.dtype == torch.bool:
         raise InputError(f"codes must be integers, got {audio.dtype}", field=field)
-    if bool(((audio < 0) | (audio >= 1024)).any()):
+    if bool(((audio < 0) | (audio >= CODEBOOK_SIZE)).any()):
         raise InputError("codes must lie in 0..1023 (DAC codebook entries)", field=field)
     return audio.long().cpu()
 
@@ -284,19 +341,19 @@ def advance(model, s: DecodeState, logits: Tensor) -> None:
     s.step.add_(1)
 
 
-def decode_step(model, s: DecodeState, kv_len: int) -> None:
+def decode_step(model: DiaModel, s: DecodeState, kv_len: int) -> None:
     """Feed row step - 1 (cond and uncond rows) at position step - 1, then advance. Static shapes."""
     position = s.step - 1
-    prev = s.buf.index_select(1, position)[:, 0]  # [B, C]
-    logits = model.decoder.step(prev.repeat(2, 1), position, s.cross_kv, s.text_mask, s.caches, kv_len)
-    advance(model, s, logits)
+    prev = s.buf.index_select(1, position)  # [B, 1, C]
+    logits = model.decoder(prev.repeat(2, 1, 1), position, s.cross_kv, s.text_mask, s.caches, kv_len)
+    advance(model, s, logits[:, 0])
 
 
 _COMPILED: dict[str, object] = {}
 
 
 def step_function(compile):
-    """The decode step for a ``compile`` setting (see DiaModel.generate)."""
+    """The decode step for a ``compile`` setting (see generate)."""
     if compile in (False, "static"):
         return decode_step
     backend = "inductor" if compile is True else compile
@@ -304,7 +361,7 @@ def step_function(compile):
         raise InputError(f"must be False, True, 'static', 'inductor', 'aot_eager' or 'eager', got {compile!r}",
                          field="compile")
     if backend not in _COMPILED:
-        import torch._dynamo.config as dcfg
+        import torch._dynamo.config as dcfg  # only when compiling
         # One graph per (batch bucket, text bucket, cache bucket): more than dynamo's default 8.
         name = "recompile_limit" if hasattr(dcfg, "recompile_limit") else "cache_size_limit"
         setattr(dcfg, name, max(getattr(dcfg, name), 256))
@@ -378,9 +435,7 @@ def bucket_len(n: int, block: int, cap: int) -> int:
 
 # ---- the loop --------------------------------------------------------------------------------------
 
-def run_generation(model, requests: list[Request], compile: bool | str = False):
-    from .model import Generated
-
+def run_generation(model: DiaModel, requests: list[Request], compile: bool | str = False) -> list[Generated]:
     fast = compile is not False
     step_fn = step_function(compile)
     cfg, dev = model.config, model.device
@@ -418,6 +473,7 @@ def run_generation(model, requests: list[Request], compile: bool | str = False):
     seed_lo, seed_hi = (torch.tensor(s, dtype=torch.long, device=dev)
                         for s in zip(*(split_seed(r.seed) for r in requests)))
     P = 1 + min(r.prompt_frames for r in requests)  # rows known for all items: prefilled at once
+    top_k = max(r.top_k for r in requests)
     fresh = DecodeState(
         buf=buf, known=buf != cfg.pad_id, step=torch.tensor([P], device=dev),
         countdown=torch.full((B,), -1, dtype=torch.long, device=dev),
@@ -427,11 +483,11 @@ def run_generation(model, requests: list[Request], compile: bool | str = False):
         top_k=per_item("top_k", torch.long), max_tokens=per_item("max_tokens", torch.long),
         seed_lo=seed_lo, seed_hi=seed_hi, allowed=allowed, delays=torch.tensor(cfg.delay_pattern, device=dev),
         text_mask=text_mask, cross_kv=cross_kv, caches=[],
-        max_top_k=MAX_TOP_K if fast else max(r.top_k for r in requests), max_delay=cfg.max_delay)
+        max_top_k=max(top_k, MAX_TOP_K) if fast else top_k, max_delay=cfg.max_delay)
 
     static = None
     if fast:
-        key = (B, text.shape[1], cache_len, model.dtype, dev)
+        key = (B, text.shape[1], cache_len, fresh.max_top_k, model.dtype, dev)
         static = model._static
         if static is not None and static.key == key:
             static.load(fresh)

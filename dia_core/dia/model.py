@@ -1,30 +1,26 @@
-"""Dia 1.6B in plain PyTorch: byte-text encoder, 9-channel audio-code decoder, generation entry points.
+"""Dia 1.6B in plain PyTorch: byte-text encoder and 9-channel audio-code decoder (the network only;
+the generation loop is dia_core.dia.generate, which imports this module, never the reverse).
 
-Facts implemented (docs/dia-model-facts.md): pre-norm blocks with fp32 RMSNorm, SiLU-gated MLP without
-biases, GQA, attention scale 1.0, half-split RoPE on self-attention only (v0.1 checkpoints also rotate
-cross-attention), 9 summed channel embeddings, fp32 logits [B, T, 9, 1028].
+Facts implemented (docs/dia-model.md#architecture): pre-norm blocks with fp32 RMSNorm, SiLU-gated
+MLP without biases, GQA, attention scale 1.0, half-split RoPE on self-attention only (v0.1
+checkpoints also rotate cross-attention), 9 summed channel embeddings, fp32 logits [B, T, 9, 1028].
 
-Decoding one row is ``Decoder.step``: static shapes (the self-attention cache is preallocated, the
-step position is a device tensor, attention reads a fixed ``kv_len`` prefix of the cache), so the
-step can be compiled and captured as a CUDA graph (dia_core.generate). Cross-attention K/V are
-computed once per batch.
+``Decoder.forward`` serves teacher forcing, prefill and the decode step. Given ``kv_len`` it is the
+decode step with static shapes (the self-attention cache is preallocated, positions are a device
+tensor, attention reads a fixed ``kv_len`` prefix of the cache), so the step can be compiled and
+captured as a CUDA graph (dia_core.dia.generate). Cross-attention K/V are computed once per batch.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import check_state_dict, load_checkpoint, weights_checksum
 from .config import DiaConfig
-from ..errors import InputError
 from ..params import DEFAULT_REPO
-
 
 
 # ---- building blocks -------------------------------------------------------------------------------
@@ -102,19 +98,20 @@ class Attention(nn.Module):
     def key_value(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._split(self.k_proj(x), self.kv_heads), self._split(self.v_proj(x), self.kv_heads)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, one_row: bool = False) -> Tensor:
+        """q [B, H, T, D], k/v [B, KVH, K, D], mask broadcastable to [B, H, T, K] -> [B, T, dim].
+
+        ``one_row`` is the decode step's kernel (T = 1): query heads are grouped onto their K/V head
+        by a plain matmul (no repeat of K/V, no SDPA backend choice depending on the mask), softmax
+        in fp32. Prefill and teacher forcing use SDPA."""
+        if one_row:
+            B, D, G = q.shape[0], self.head_dim, self.heads // self.kv_heads
+            scores = torch.matmul(q.view(B, self.kv_heads, G, D), k.transpose(-1, -2)).float()  # scale 1.0
+            probs = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype)
+            return self.o_proj(torch.matmul(probs, v).reshape(B, 1, self.heads * D))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0,
                                              enable_gqa=self.heads != self.kv_heads)
         return self.o_proj(out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1))
-
-    def attend_one(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        """One query row per item: q [B, H, 1, D], k/v [B, KVH, K, D], mask broadcastable to
-        [B, 1, 1, K]. Query heads are grouped onto their K/V head (no repeat of K/V; no SDPA backend
-        choice depending on the mask), softmax in fp32."""
-        B, D, G = q.shape[0], self.head_dim, self.heads // self.kv_heads
-        scores = torch.matmul(q.view(B, self.kv_heads, G, D), k.transpose(-1, -2)).float()  # scale 1.0
-        probs = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype)
-        return self.o_proj(torch.matmul(probs, v).reshape(B, 1, self.heads * D))
 
 
 class EncoderLayer(nn.Module):
@@ -167,7 +164,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], self_mask: Tensor, positions: Tensor,
                 cache: KVCache | None, cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor,
-                cross_rope: tuple[Tensor, Tensor] | None) -> Tensor:
+                cross_rope: tuple[Tensor, Tensor] | None, kv_len: int | None = None) -> Tensor:
+        """Rows x [B, T, D] at ``positions``; see Decoder.forward for the cache and ``kv_len``."""
+        step = kv_len is not None
         cos, sin = rope
         h = self.pre_sa_norm(x)
         attn = self.self_attention
@@ -175,32 +174,15 @@ class DecoderLayer(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(positions, k, v)
-        x = x + attn.attend(q, k, v, self_mask)
+        if step:  # a fixed prefix of the cache: the step's shapes do not change with its position
+            k, v = k[:, :, :kv_len], v[:, :, :kv_len]
+        x = x + attn.attend(q, k, v, self_mask, one_row=step)
 
         h = self.pre_ca_norm(x)
         q = self.cross_attention.query(h)
         if cross_rope is not None:  # v0.1 only
             q = apply_rope(q, *cross_rope)
-        x = x + self.cross_attention.attend(q, *cross_kv, cross_mask)
-        return x + self.mlp(self.pre_mlp_norm(x))
-
-    def step(self, x: Tensor, rope: tuple[Tensor, Tensor], self_mask: Tensor, position: Tensor, cache: KVCache,
-             kv_len: int, cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor,
-             cross_rope: tuple[Tensor, Tensor] | None) -> Tensor:
-        """One row per item (x [B, 1, D]); attends to the first ``kv_len`` cache positions."""
-        cos, sin = rope
-        h = self.pre_sa_norm(x)
-        attn = self.self_attention
-        q, (k, v) = attn.query(h), attn.key_value(h)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k, v = cache.update(position, k, v)
-        x = x + attn.attend_one(q, k[:, :, :kv_len], v[:, :, :kv_len], self_mask)
-
-        h = self.pre_ca_norm(x)
-        q = self.cross_attention.query(h)
-        if cross_rope is not None:  # v0.1 only
-            q = apply_rope(q, *cross_rope)
-        x = x + self.cross_attention.attend_one(q, *cross_kv, cross_mask)
+        x = x + self.cross_attention.attend(q, *cross_kv, cross_mask, one_row=step)
         return x + self.mlp(self.pre_mlp_norm(x))
 
 
@@ -232,77 +214,34 @@ class Decoder(nn.Module):
         return [KVCache(batch, c.dec_kv_heads, max_len, c.dec_head_dim, dtype, device) for _ in self.layers]
 
     def forward(self, tokens: Tensor, positions: Tensor, cross_kv: list[tuple[Tensor, Tensor]],
-                text_mask: Tensor, caches: list[KVCache] | None = None) -> Tensor:
+                text_mask: Tensor, caches: list[KVCache] | None = None, kv_len: int | None = None) -> Tensor:
         """tokens [B, T, C] (delayed codes) at absolute positions [T] -> fp32 logits [B, T, C, V].
 
-        Without caches this is plain causal attention over the T rows; with caches the rows are
-        written at ``positions`` and attend to everything cached at or before their position.
+        Without caches this is plain causal attention over the T rows (teacher forcing). With caches
+        the rows are written at ``positions`` and attend to everything cached at or before their
+        position (prefill). With ``kv_len`` as well it is the decode step: one row per item (T = 1,
+        the position a device tensor), self-attention reads only cache positions [0, kv_len)
+        (kv_len > position), and both attentions use the one-row kernel, so shapes are static.
         """
         c = self.config
         offsets = torch.arange(c.num_channels, device=tokens.device) * c.dec_vocab
         x = self.embeddings(tokens + offsets).sum(dim=2)
         rope = rope_cos_sin(positions, c.dec_head_dim, c.rope_theta)
         cross_rope = rope_cos_sin(positions, c.cross_head_dim, c.rope_theta) if c.cross_attention_rope else None
-        key_len = caches[0].k.shape[2] if caches is not None else tokens.shape[1]
+        if kv_len is not None:
+            key_len = kv_len
+        else:
+            key_len = caches[0].k.shape[2] if caches is not None else tokens.shape[1]
         self_mask = torch.arange(key_len, device=tokens.device)[None, :] <= positions[:, None]  # [T, K]
         cross_mask = text_mask[:, None, None, :]
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, self_mask, positions, caches[i] if caches is not None else None, cross_kv[i],
-                      cross_mask, cross_rope)
+                      cross_mask, cross_rope, kv_len)
         logits = self.logits_dense(self.norm(x)).float()
         return logits.view(*tokens.shape[:2], c.num_channels, c.dec_vocab)
 
-    def step(self, tokens: Tensor, position: Tensor, cross_kv: list[tuple[Tensor, Tensor]], text_mask: Tensor,
-             caches: list[KVCache], kv_len: int) -> Tensor:
-        """One decode row with static shapes: tokens [B, C] at the device position [1] -> fp32 logits
-        [B, C, V]. Self-attention reads cache positions [0, kv_len) (kv_len > position)."""
-        c = self.config
-        offsets = torch.arange(c.num_channels, device=tokens.device) * c.dec_vocab
-        x = self.embeddings(tokens + offsets).sum(dim=1)[:, None]  # [B, 1, D]
-        rope = rope_cos_sin(position, c.dec_head_dim, c.rope_theta)
-        cross_rope = rope_cos_sin(position, c.cross_head_dim, c.rope_theta) if c.cross_attention_rope else None
-        self_mask = torch.arange(kv_len, device=tokens.device) <= position  # [K], broadcast over rows
-        cross_mask = text_mask[:, None, None, :]
-        for i, layer in enumerate(self.layers):
-            x = layer.step(x, rope, self_mask, position, caches[i], kv_len, cross_kv[i], cross_mask, cross_rope)
-        return self.logits_dense(self.norm(x[:, 0])).float().view(tokens.shape[0], c.num_channels, c.dec_vocab)
-
 
 # ---- the model -------------------------------------------------------------------------------------
-
-@dataclass
-class AudioPrompt:
-    """A voice prompt: reference audio (a file, or DAC codes [L, 9]) and what is said in it, with
-    correct [S1]/[S2] tags. The transcript is placed before the new text."""
-    audio: str | Path | Tensor
-    transcript: str
-
-
-@dataclass
-class Generated:
-    codes: Tensor  # LongTensor[T, 9] on CPU: undelayed, EOS-trimmed, new audio only
-    hit_limit: bool  # stopped by the token limit, not by EOS
-    prompt_frames: int
-
-
-@dataclass
-class PendingDecode:
-    """DAC decode queued by DiaModel.start_decode; ``result()`` waits for it and returns float32 waveforms."""
-    lengths: list[int]  # samples per item
-    groups: list  # [([(item, start, keep_from, keep_to)], audio [N, W * hop] on the codec's device)]
-    hop: int
-    stream: object = None  # the CUDA side stream the kernels were queued on, if any
-
-    def result(self) -> list[np.ndarray]:
-        out = [np.zeros(n, dtype=np.float32) for n in self.lengths]
-        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
-            for group, audio in self.groups:
-                audio = audio.cpu().numpy()  # waits for this stream's kernels only
-                for (i, a, lo, hi), wav in zip(group, audio):
-                    out[i][lo * self.hop:hi * self.hop] = wav[(lo - a) * self.hop:(hi - a) * self.hop]
-        self.groups = []
-        return out
-
 
 class DiaModel(nn.Module):
     def __init__(self, config: DiaConfig):
@@ -311,17 +250,17 @@ class DiaModel(nn.Module):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.source: str | None = None
-        self.codec = None  # a DiaCodec; loaded on first use (DAC download) unless set
+        # The DiaCodec paired with this model (voice prompt files in, audio out); set by the loader,
+        # or loaded on first need by dia_core.dia.generate.require_codec. The model does not decode.
+        self.codec = None
         self._weight_files: list[Path] = []
         self._checksum: str | None = None
-        self._static = None  # dia_core.generate.StaticDecode: buffers and CUDA graphs of the fast path
+        self._static = None  # dia_core.dia.generate.StaticDecode: buffers and CUDA graphs of the fast path
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path = DEFAULT_REPO, device="cpu",
                         dtype: torch.dtype = torch.float32) -> "DiaModel":
         """Load a local directory or Hugging Face repo id, in any of the three checkpoint layouts."""
-        from .checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(path_or_repo_id)
         with torch.device("meta"):
             model = cls(ckpt.config)
@@ -332,8 +271,6 @@ class DiaModel(nn.Module):
 
     def load_converted_state_dict(self, state_dict: dict[str, Tensor]) -> None:
         """Assign an already converted state dict; InputError naming missing/unexpected/mismatched keys."""
-        from .checkpoint import check_state_dict
-
         check_state_dict(state_dict, {k: tuple(v.shape) for k, v in self.state_dict().items()})
         self.load_state_dict(state_dict, assign=True)
 
@@ -355,14 +292,9 @@ class DiaModel(nn.Module):
 
     @property
     def checksum(self) -> str:
-        """sha256 over the weight files' bytes (in load order), computed on first use."""
+        """checkpoint.weights_checksum of the loaded weight files, computed on first use."""
         if self._checksum is None:
-            h = hashlib.sha256()
-            for path in self._weight_files:
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 24), b""):
-                        h.update(block)
-            self._checksum = h.hexdigest()
+            self._checksum = weights_checksum(self._weight_files)
         return self._checksum
 
     def forward(self, text_tokens: Tensor, audio_tokens: Tensor) -> Tensor:
@@ -374,91 +306,5 @@ class DiaModel(nn.Module):
         positions = torch.arange(audio_tokens.shape[1], device=self.device)
         return self.decoder(audio_tokens, positions, self.decoder.cross_key_values(enc), text_mask)
 
-    # ---- generation ----------------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def generate(self, texts: list[str], seeds: list[int], *, audio_prompts: list | None = None,
-                 max_new_tokens: int | list[int] = 3072, cfg_scale: float | list[float] = 3.0,
-                 temperature: float | list[float] = 1.2, top_p: float | list[float] = 0.95,
-                 cfg_filter_top_k: int | list[int] = 45, compile: bool | str = False) -> list[Generated]:
-        """Generate one code sequence per text. Each item has its own seed and settings; its codes do
-        not depend on the rest of the batch. Everything is validated before any compute.
-
-        ``compile``: False runs the decode step eagerly at the batch's exact shapes. Anything else is
-        the fast path (dia_core.generate): shapes bucketed (batch, text length, attended cache
-        length) so segment lengths do not recompile; True or "inductor" compiles the step with
-        torch.compile(fullgraph=True, dynamic=False); "aot_eager"/"eager" are the same with those
-        backends (tests); "static" runs the bucketed step uncompiled. On CUDA every fast mode replays
-        the step as a captured CUDA graph (no host sync except the every-16-steps done check)."""
-        from .generate import build_requests, run_generation
-
-        requests = build_requests(self, texts, seeds, audio_prompts, max_new_tokens=max_new_tokens,
-                                  cfg_scale=cfg_scale, temperature=temperature, top_p=top_p,
-                                  cfg_filter_top_k=cfg_filter_top_k)
-        return run_generation(self, requests, compile=compile)
-
-    def generate_codes(self, texts: list[str], seeds: list[int], **kwargs) -> list[Tensor]:
-        return [g.codes for g in self.generate(texts, seeds, **kwargs)]
-
-    def decode(self, codes: Tensor) -> np.ndarray:
-        """Codes [T, 9] -> float32 mono waveform at 44100 Hz."""
-        return self.require_codec().decode(codes)  # codes outside 0..1023 (EOS/PAD/BOS) decode as 0
-
-    def decode_batch(self, codes_list: list[Tensor], window: int = 512, context: int = 32,
-                     max_windows: int = 16) -> list[np.ndarray]:
-        """Decode many code sequences [T_i, 9] with few DAC calls; same output as ``decode`` per item
-        (to float rounding). See ``start_decode``."""
-        return self.start_decode(codes_list, window, context, max_windows).result()
-
-    @torch.inference_mode()
-    def start_decode(self, codes_list: list[Tensor], window: int = 512, context: int = 32,
-                     max_windows: int = 16) -> "PendingDecode":
-        """Queue the DAC decode of many code sequences; ``.result()`` returns the waveforms.
-
-        DAC's decoder is not causal, so padding a short item would change its last frames; instead
-        every item is cut into windows of ``window`` frames (the last one ends at the item's end;
-        interior cuts keep ``context`` frames each side, more than DAC's receptive field) and
-        equal-size windows from all items are decoded ``max_windows`` at a time. Items shorter than
-        ``window`` are batched with items of exactly their length. On CUDA the kernels go to a side
-        stream with no host sync, so the decode runs while the caller starts the next generation."""
-        codec = self.require_codec()
-        hop, C = codec.hop_length, self.config.num_channels
-        lengths, jobs, codes = [], {}, []  # jobs: window length -> [(item, start, keep_from, keep_to)]
-        for i, c in enumerate(codes_list):
-            c = torch.as_tensor(c).long()
-            if c.dim() != 2 or c.shape[1] != C:
-                raise InputError(f"codes must have shape [T, {C}], got {list(c.shape)}", field=f"codes {i}")
-            c = torch.where((c >= 0) & (c < 1024), c, torch.zeros_like(c))  # EOS/PAD/BOS -> 0
-            codes.append(c)
-            T = c.shape[0]
-            lengths.append(T * hop)
-            if T == 0:
-                continue
-            W = window if T >= window else T
-            starts = list(range(0, T - W, W - 2 * context)) + [T - W] if T > W else [0]
-            for a in starts:
-                lo = a + context if a > 0 else 0
-                hi = a + W - context if a + W < T else T
-                jobs.setdefault(W, []).append((i, a, lo, hi))
-        dac, dev = codec.model, codec.device
-        stream = None
-        if torch.device(dev).type == "cuda":
-            stream = codec.side_stream()
-            stream.wait_stream(torch.cuda.current_stream(dev))
-        groups = []
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            for W, windows in jobs.items():
-                for g in range(0, len(windows), max_windows):
-                    group = windows[g:g + max_windows]
-                    batch = torch.stack([codes[i][a:a + W].T for i, a, _, _ in group]).to(dev)  # [N, 9, W]
-                    groups.append((group, dac.decode(dac.quantizer.from_codes(batch)[0])[:, 0].float()))
-        return PendingDecode(lengths, groups, hop, stream)
-
-    def require_codec(self):
-        if self.codec is None:
-            from .codec import DiaCodec
-            self.codec = DiaCodec.load(device=self.device)
-        return self.codec
-
-
-__all__ = ["AudioPrompt", "DiaModel", "Generated", "DEFAULT_REPO"]
+__all__ = ["DiaModel", "DEFAULT_REPO"]

@@ -142,7 +142,7 @@ class DiaEngine:
 
     ``fast_path``: "off" decodes eagerly at each batch's exact shapes; "static" runs the bucketed
     static-shape step (replayed as CUDA graphs on a GPU); "inductor" also compiles it with
-    torch.compile (minutes of compile per bucket on first use). See DiaModel.generate."""
+    torch.compile (minutes of compile per bucket on first use). See dia_core.dia.generate.generate."""
 
     name = "dia"
 
@@ -164,7 +164,7 @@ class DiaEngine:
         # torch and the model's code load only when a Dia engine runs (the draft engine needs neither)
         import torch
 
-        from ..dia.model import AudioPrompt
+        from ..dia.generate import AudioPrompt, generate, require_codec
 
         audio_prompts = []
         for r in requests:
@@ -178,15 +178,10 @@ class DiaEngine:
         texts = [r.text for r in requests]
         try:
             faults.hit("generate")
-            out = self.model.generate(
-                texts, [r.seed for r in requests], audio_prompts=audio_prompts,
-                max_new_tokens=[r.sampling.max_new_tokens for r in requests],
-                cfg_scale=[r.sampling.cfg_scale for r in requests],
-                temperature=[r.sampling.temperature for r in requests],
-                top_p=[r.sampling.top_p for r in requests],
-                cfg_filter_top_k=[r.sampling.cfg_filter_top_k for r in requests],
-                compile=False if self.fast_path == "off" else self.fast_path)
-            decoding = self.model.start_decode([g.codes for g in out])  # one batched DAC pass
+            out = generate(self.model, texts, [r.seed for r in requests], audio_prompts=audio_prompts,
+                           sampling=[r.sampling for r in requests],
+                           compile=False if self.fast_path == "off" else self.fast_path)
+            decoding = require_codec(self.model).start_decode([g.codes for g in out])  # one batched DAC pass
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()
             raise OutOfMemory(str(e)) from e
@@ -195,7 +190,7 @@ class DiaEngine:
 
 @dataclass
 class DiaPendingTakes:
-    decoding: object  # dia_core.model.PendingDecode
+    decoding: object  # dia_core.dia.codec.PendingDecode
     hit_limit: list[bool]
 
     def result(self) -> list[Take]:

@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dia_core.dia.checkpoint import load_checkpoint
+import dia_core.dia.checkpoint as checkpoint
+from dia_core.dia.checkpoint import checkpoint_checksum, load_checkpoint
 from dia_core.dia.config import DiaConfig
 from dia_core.errors import InputError
 from dia_core.dia.model import DEFAULT_REPO, DiaModel
@@ -132,6 +133,7 @@ def test_repo_id_resolves_through_offline_hf_cache(tmp_path, monkeypatch):
     for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
         expected.update((snapshot / name).read_bytes())
     assert model.checksum == expected.hexdigest()
+    assert checkpoint_checksum(DEFAULT_REPO) == model.checksum  # resolved like load_checkpoint
 
     monkeypatch.delenv("HF_HUB_CACHE")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # HF_HOME/hub is the same cache
@@ -147,3 +149,11 @@ def test_checksum_is_sha256_of_weight_file(tmp_path):
     model = DiaModel.from_pretrained(str(d))
     assert model.source == str(d)
     assert model.checksum == hashlib.sha256((d / "dia-v0_1.pth").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_checksum_of_a_source_without_loading_it(tmp_path, layout, monkeypatch):
+    d = write_tiny_dia_checkpoint(tmp_path, layout)
+    loaded = DiaModel.from_pretrained(d).checksum
+    monkeypatch.setattr(checkpoint, "read_tensors", lambda files: pytest.fail("read the weights"))
+    assert checkpoint_checksum(d) == checkpoint_checksum(str(d)) == loaded

@@ -7,8 +7,9 @@ import soundfile as sf
 import torch
 
 from dia_core.dia.codec import DiaCodec
+from dia_core.dia.generate import AudioPrompt, generate
+from dia_core.dia.model import DiaModel
 from dia_core.errors import InputError
-from dia_core.dia.model import AudioPrompt, DiaModel
 from tests.tiny_models import write_tiny_dac, write_tiny_dia_checkpoint
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
@@ -74,14 +75,30 @@ def test_encoded_prompts_are_cached(codec, dac_path, tmp_path, monkeypatch):
     assert torch.equal(fresh.encode_file(path), first)
 
 
-def test_chunked_decode_matches_whole_decode(codec):
+def test_windowed_decode_matches_whole_decode(codec):
     codes = torch.randint(0, 1024, (300, 9), generator=torch.Generator().manual_seed(0))
-    whole = codec.decode(codes, chunk_frames=10_000)
+    whole = codec.decode(codes, window=10_000)
     assert whole.dtype == np.float32 and whole.shape == (300 * 512,)
-    for chunk in (50, 64):
-        assert np.abs(codec.decode(codes, chunk_frames=chunk) - whole).max() < 1e-5
-    # Without context the chunk edges are wrong: the check above can fail.
-    assert np.abs(codec.decode(codes, chunk_frames=64, context_frames=0) - whole).max() > 1e-3
+    for window in (80, 100):
+        assert np.abs(codec.decode(codes, window=window) - whole).max() < 1e-5
+    # Without context the window edges are wrong: the check above can fail.
+    assert np.abs(codec.decode(codes, window=64, context=0) - whole).max() > 1e-3
+    with pytest.raises(InputError, match="window"):
+        codec.decode(codes, window=64, context=32)
+
+
+def test_decode_batch_matches_per_item_decode(codec):
+    g = torch.Generator().manual_seed(3)
+    lengths = (200, 7, 130, 64, 7, 1)
+    codes = [torch.randint(0, 1024, (n, 9), generator=g) for n in lengths] + [torch.zeros(0, 9)]
+    codes[1][-1, 0] = 1024  # EOS/PAD decode as code 0, as in decode()
+    batch = codec.decode_batch(codes, window=64, context=16, max_windows=5)  # several windows per item
+    for c, audio in zip(codes, batch):
+        ref = codec.decode(c)  # one window: at most 512 frames
+        assert audio.dtype == np.float32 and audio.shape == ref.shape == (len(c) * 512,)
+        np.testing.assert_allclose(audio, ref, atol=1e-5, rtol=0)
+    pending = codec.start_decode(codes[:2])
+    assert [a.shape for a in pending.result()] == [(200 * 512,), (7 * 512,)]
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "empty", "fake-mp3"])
@@ -109,17 +126,18 @@ def test_load_errors(tmp_path):
         DiaCodec.load(tmp_path / "hop256.pth")
 
 
-def test_model_decode_and_file_prompts(codec, tmp_path, monkeypatch):
-    model = DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp_path / "m", "transformers"))
-    model.codec = codec
+def test_decode_special_ids_and_file_prompts(codec, tmp_path, monkeypatch):
     codes = torch.randint(0, 1024, (20, 9))
-    audio = model.decode(codes)
+    audio = codec.decode(codes)
     assert audio.dtype == np.float32 and audio.shape == (20 * 512,)
     special = codes.clone()
     special[3, 0], special[5, 4] = 1024, 1025  # EOS/PAD become 0 before decoding
     zeroed = codes.clone()
     zeroed[3, 0], zeroed[5, 4] = 0, 0
-    assert np.array_equal(model.decode(special), model.decode(zeroed))
+    assert np.array_equal(codec.decode(special), codec.decode(zeroed))
+
+    model = DiaModel.from_pretrained(write_tiny_dia_checkpoint(tmp_path / "m", "transformers"))
+    model.codec = codec  # voice prompt files are encoded with the model's codec
 
     path = tmp_path / "voice.flac"
     sf.write(path, _tone(1.0, 22050), 22050)
@@ -127,8 +145,8 @@ def test_model_decode_and_file_prompts(codec, tmp_path, monkeypatch):
     real = codec.encode
     monkeypatch.setattr(codec, "encode", lambda *a: calls.append(1) or real(*a))
     prompt = AudioPrompt(path, "[S1] The reference words.")
-    out = model.generate(["[S1] New words.", "[S1] Other new words."], [1, 2], audio_prompts=[prompt, prompt])
+    out = generate(model, ["[S1] New words.", "[S1] Other new words."], [1, 2], audio_prompts=[prompt, prompt])
     assert [g.prompt_frames for g in out] == [87, 87] and len(calls) == 1
-    by_codes = model.generate(["[S1] New words."], [1], audio_prompts=[AudioPrompt(codec.encode_file(path),
-                                                                                  prompt.transcript)])
+    by_codes = generate(model, ["[S1] New words."], [1], audio_prompts=[AudioPrompt(codec.encode_file(path),
+                                                                                   prompt.transcript)])
     assert torch.equal(by_codes[0].codes, out[0].codes)

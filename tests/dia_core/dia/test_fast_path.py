@@ -1,13 +1,11 @@
 """The fast decode path (bucketed static shapes, compiled step; CUDA graphs on a GPU) gives the same
 codes as the eager path on CPU, and a segment's codes do not depend on its padded, bucketed batch."""
-import numpy as np
 import pytest
 import torch
 
 import dia_core.dia.generate as gen
-from dia_core.dia.codec import DiaCodec
-from dia_core.dia.model import AudioPrompt
-from tests.tiny_models import write_tiny_dac
+from dia_core.dia.generate import AudioPrompt
+from dia_core.params import SamplingParams
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]  # `model`: tests/dia_core/conftest.py
@@ -16,6 +14,7 @@ TEXTS = ["[S2] A much longer segment of text that pads the encoder batch by quit
          "[S1] Short one.", "[S2] Middle length text here."]
 PROMPTS = [AudioPrompt(PROMPT, "[S1] Prompt words."), None, AudioPrompt(PROMPT[:4], "[S2] Other.")]
 SEEDS = [7, 1234, 5]
+REF = SamplingParams(temperature=1.2, cfg_scale=3.0, cfg_filter_top_k=45)  # the 0626 reference's defaults
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +23,10 @@ def _small_kv_block(monkeypatch):
 
 
 def _gen(model, texts, seeds, prompts, compile, **params):
-    return model.generate(texts, seeds, audio_prompts=prompts, compile=compile, **params)
+    """Lists in ``params`` are per item, scalars are for all items."""
+    sampling = [REF.replace(**{k: v[i] if isinstance(v, list) else v for k, v in params.items()})
+                for i in range(len(texts))]
+    return gen.generate(model, texts, seeds, audio_prompts=prompts, sampling=sampling, compile=compile)
 
 
 def _same(a, b):
@@ -66,17 +68,8 @@ def test_no_recompilation_across_segment_lengths_after_warmup(model):
     assert counters["stats"]["unique_graphs"] == before
 
 
-def test_decode_batch_matches_per_item_decode(model, tmp_path):
-    model.codec = DiaCodec.load(write_tiny_dac(tmp_path / "dac.pth"))
-    try:
-        g = torch.Generator().manual_seed(3)
-        lengths = (200, 7, 130, 64, 7, 1)
-        codes = [torch.randint(0, 1024, (n, 9), generator=g) for n in lengths] + [torch.zeros(0, 9)]
-        codes[1][-1, 0] = 1024  # EOS/PAD decode as code 0, as in decode()
-        batch = model.decode_batch(codes, window=64, context=16, max_windows=5)  # several windows per item
-        for c, audio in zip(codes, batch):
-            ref = model.decode(c)
-            assert audio.dtype == np.float32 and audio.shape == ref.shape == (len(c) * 512,)
-            np.testing.assert_allclose(audio, ref, atol=1e-5, rtol=0)
-    finally:
-        model.codec = None
+
+def test_top_k_beyond_the_project_range_gets_its_own_candidate_set(model):
+    params = dict(temperature=1.0, cfg_filter_top_k=[300, 10, 45])  # the model allows up to its vocabulary
+    _same(_gen(model, TEXTS, SEEDS, PROMPTS, False, **params), _gen(model, TEXTS, SEEDS, PROMPTS, "static", **params))
+    assert model._static.key[3] == 300

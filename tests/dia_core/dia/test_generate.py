@@ -1,19 +1,30 @@
+import inspect
+
 import pytest
 import torch
 
 import dia_core.dia.generate as gen
 from dia_core.dia.config import DiaConfig
 from dia_core.errors import InputError
-from dia_core.dia.generate import (build_requests, counter_uniforms, delay_codes, eos_countdown, sample_tokens,
-                               split_seed, undelay_codes)
-from dia_core.dia.model import AudioPrompt, DiaModel
+from dia_core.dia.generate import (AudioPrompt, build_requests, counter_uniforms, delay_codes, eos_countdown,
+                                   generate, generate_codes, sample_tokens, split_seed, undelay_codes)
+from dia_core.dia.model import DiaModel
+from dia_core.params import SamplingParams
 
-# The tiny config has 256 decoder positions, so max_new_tokens (>= 500) is always capped, with a warning.
+# The tiny config has 256 decoder positions, so max_new_tokens of 500 and more is capped, with a warning.
 pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
               pytest.mark.usefixtures("one_torch_thread")]  # `model`: tests/dia_core/conftest.py
 DELAYS = [0, 8, 9, 10, 11, 12, 13, 14, 15]
 EOS, PAD, BOS = 1024, 1025, 1026
 PROMPT = torch.randint(0, 1024, (10, 9), generator=torch.Generator().manual_seed(4))
+# The 0626 reference's sampling defaults, which these tests were written against.
+REF = SamplingParams(temperature=1.2, cfg_scale=3.0, cfg_filter_top_k=45)
+
+
+def per_item(**values) -> list[SamplingParams]:
+    """One SamplingParams per item from lists of values (the rest from REF)."""
+    n = len(next(iter(values.values())))
+    return [REF.replace(**{k: v[i] for k, v in values.items()}) for i in range(n)]
 
 
 def same(a, b):
@@ -37,14 +48,13 @@ def test_segment_codes_do_not_depend_on_batch(model):
     texts = ["[S2] A much longer segment of text that pads the encoder batch by quite a lot more bytes.",
              "[S1] Short one.", "[S1] hi", "[S2] Middle length text here."]
     prompts = [AudioPrompt(PROMPT, "[S1] Prompt words."), None, AudioPrompt(PROMPT[:4], "[S2] Other."), None]
-    params = dict(temperature=[1.0, 1.3, 0.0, 1.8], top_p=[0.95, 0.9, 0.5, 1.0], cfg_scale=[2.0, 3.0, 4.0, 1.0],
-                  cfg_filter_top_k=[10, 40, 100, 45])
+    params = per_item(temperature=[1.0, 1.3, 0.0, 1.8], top_p=[0.95, 0.9, 0.5, 1.0], cfg_scale=[2.0, 3.0, 4.0, 1.0],
+                      cfg_filter_top_k=[10, 40, 100, 45])
     seeds = [7, 1234, 99, 5]
-    batch = model.generate(texts, seeds, audio_prompts=prompts, **params)
+    batch = generate(model, texts, seeds, audio_prompts=prompts, sampling=params)
     assert [g.prompt_frames for g in batch] == [10, 0, 4, 0]
     for i in (0, 1, 3):  # alone: a different batch size, text padding, prefill length and neighbours
-        alone = model.generate([texts[i]], [seeds[i]], audio_prompts=[prompts[i]],
-                               **{k: [v[i]] for k, v in params.items()})[0]
+        alone = generate(model, [texts[i]], [seeds[i]], audio_prompts=[prompts[i]], sampling=params[i])[0]
         assert same(alone.codes, batch[i].codes) and alone.hit_limit == batch[i].hit_limit
     for g in batch:
         assert g.codes.dtype == torch.long and g.codes.device.type == "cpu" and g.codes.shape[1] == 9
@@ -54,15 +64,15 @@ def test_segment_codes_do_not_depend_on_batch(model):
 
 
 def test_seeds(model):
-    a = model.generate_codes(["[S1] Hello there.", "[S1] Hello there."], [1, 2])
+    a = generate_codes(model, ["[S1] Hello there.", "[S1] Hello there."], [1, 2], sampling=REF)
     assert not same(a[0], a[1])
-    assert same(model.generate_codes(["[S1] Hello there."], [1])[0], a[0])
-    big = model.generate_codes(["[S1] Hello there."], [2**70 + 3])[0]
-    assert same(model.generate_codes(["[S1] Hello there."], [2**70 + 3])[0], big)
+    assert same(generate_codes(model, ["[S1] Hello there."], [1], sampling=REF)[0], a[0])
+    big = generate_codes(model, ["[S1] Hello there."], [2**70 + 3], sampling=REF)[0]
+    assert same(generate_codes(model, ["[S1] Hello there."], [2**70 + 3], sampling=REF)[0], big)
 
 
 def test_greedy_ignores_seed(model):
-    a = model.generate_codes(["[S1] Hello.", "[S1] Hello."], [1, 2], temperature=0)
+    a = generate_codes(model, ["[S1] Hello.", "[S1] Hello."], [1, 2], sampling=REF.replace(temperature=0))
     assert same(a[0], a[1])
 
 
@@ -184,12 +194,12 @@ def test_per_item_eos_stop_and_early_exit(model, monkeypatch):
             return out
         return fake
 
-    texts, seeds = ["[S1] One two three.", "[S2] Four five six seven."], [3, 4]
-    free = model.generate(texts, seeds, temperature=0)  # no natural EOS in 256 rows for this tiny model
+    texts, seeds, greedy = ["[S1] One two three.", "[S2] Four five six seven."], [3, 4], REF.replace(temperature=0)
+    free = generate(model, texts, seeds, sampling=greedy)  # no natural EOS in 256 rows for this tiny model
     assert [g.hit_limit for g in free] == [True, True]
 
     monkeypatch.setattr(gen, "sample_tokens", eos_at([40, None]))
-    out = model.generate(texts, seeds, temperature=0)
+    out = generate(model, texts, seeds, sampling=greedy)
     assert len(out[0].codes) == 39 and not out[0].hit_limit  # frames 1..39, EOS frame at row 40
     # Rows before 40 are unchanged: all of channel 0, and whole frames j with 1 + j + 15 < 40.
     assert torch.equal(out[0].codes[:, 0], free[0].codes[:39, 0])
@@ -199,7 +209,7 @@ def test_per_item_eos_stop_and_early_exit(model, monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(gen, "sample_tokens", eos_at([20, 22]))
-    out = model.generate(texts, seeds, temperature=0)
+    out = generate(model, texts, seeds, sampling=greedy)
     assert [len(g.codes) for g in out] == [19, 21]
     assert max(calls) < 22 + 15 + gen.CHECK_DONE_EVERY + 1  # the loop stops once every item is done
 
@@ -208,30 +218,30 @@ def test_per_item_eos_stop_and_early_exit(model, monkeypatch):
 
 def test_text_errors_name_the_item(model):
     with pytest.raises(InputError, match=r"item 1: text: is 1102 bytes .* at most 1024"):
-        model.generate(["[S1] ok", "[S1] " + "a" * 1100], [1, 2])
+        generate(model, ["[S1] ok", "[S1] " + "a" * 1100], [1, 2])
     with pytest.raises(InputError, match=r"item 0: text: unknown speaker tag '\[S3\]'"):
-        model.generate(["[S3] who?"], [1])
+        generate(model, ["[S3] who?"], [1])
     with pytest.raises(InputError, match="item 0: text: is empty"):
-        model.generate([""], [1])
+        generate(model, [""], [1])
     with pytest.raises(InputError, match="item 0: transcript \\+ ' ' \\+ text: is 1205 bytes"):
-        model.generate(["[S1] " + "b" * 600], [1], audio_prompts=[AudioPrompt(PROMPT, "[S1] " + "a" * 600)])
+        generate(model, ["[S1] " + "b" * 600], [1], audio_prompts=[AudioPrompt(PROMPT, "[S1] " + "a" * 600)])
 
 
 @pytest.mark.parametrize("bad", [PROMPT, "voice.wav"])
 def test_prompt_without_transcript(model, bad):
     with pytest.raises(InputError, match="item 0: audio_prompts: .*transcript"):
-        model.generate(["[S1] hi"], [1], audio_prompts=[bad])
+        generate(model, ["[S1] hi"], [1], audio_prompts=[bad])
     with pytest.raises(InputError, match="item 0: transcript: the voice prompt's transcript is required"):
-        model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(PROMPT, "  ")])
+        generate(model, ["[S1] hi"], [1], audio_prompts=[AudioPrompt(PROMPT, "  ")])
 
 
 def test_bad_prompt_codes_and_audio(model, tmp_path):
     with pytest.raises(InputError, match=r"0\.\.1023"):
-        model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.full((5, 9), 1025), "[S1] x")])
+        generate(model, ["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.full((5, 9), 1025), "[S1] x")])
     with pytest.raises(InputError, match=r"shape \[L, 9\]"):
-        model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(5, 8, dtype=torch.long), "[S1] x")])
+        generate(model, ["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(5, 8, dtype=torch.long), "[S1] x")])
     with pytest.raises(InputError, match="voice prompt is 250 frames"):
-        model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(250, 9, dtype=torch.long), "[S1] x")])
+        generate(model, ["[S1] hi"], [1], audio_prompts=[AudioPrompt(torch.zeros(250, 9, dtype=torch.long), "[S1] x")])
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"this is not a wav file")
     try:
@@ -240,36 +250,63 @@ def test_bad_prompt_codes_and_audio(model, tmp_path):
         model.codec = DiaCodec.load(write_tiny_dac(tmp_path / "dac.pth"))
         for path in (tmp_path / "missing.wav", bad):
             with pytest.raises(InputError) as e:
-                model.generate(["[S1] hi"], [1], audio_prompts=[AudioPrompt(path, "[S1] x")])
+                generate(model, ["[S1] hi"], [1], audio_prompts=[AudioPrompt(path, "[S1] x")])
             assert str(path) in str(e.value)
     finally:
         model.codec = None
 
 
-@pytest.mark.parametrize("name,value", [("top_p", 0.05), ("cfg_scale", 5.5), ("temperature", 2.5),
-                                        ("temperature", 0.05), ("max_new_tokens", 100), ("max_new_tokens", 5000),
-                                        ("cfg_filter_top_k", 5), ("cfg_filter_top_k", 101), ("cfg_filter_top_k", 45.0)])
-def test_parameter_ranges(model, name, value):
-    with pytest.raises(InputError, match=f"item 1: {name}: must be"):
-        model.generate(["[S1] a", "[S1] b"], [1, 2], **{name: [1.0 if name == "temperature" else 0.9 if name == "top_p"
-                                                             else 3.0 if name == "cfg_scale" else 45 if name ==
-                                                             "cfg_filter_top_k" else 600, value]})
+@pytest.mark.parametrize("name,value", [("top_p", 0.0), ("top_p", 1.5), ("temperature", -0.1),
+                                        ("temperature", float("nan")), ("cfg_scale", float("inf")),
+                                        ("cfg_scale", -1.0), ("max_new_tokens", 0), ("max_new_tokens", 60.0),
+                                        ("cfg_filter_top_k", 0), ("cfg_filter_top_k", 45.0), ("top_p", "0.9")])
+def test_what_the_model_cannot_use_is_refused_by_sampling_params(name, value):
+    with pytest.raises(InputError, match=f"{name}: must be"):
+        SamplingParams(**{name: value})
+
+
+def test_generation_checks_what_depends_on_the_model(model):
+    with pytest.raises(InputError, match="item 1: cfg_filter_top_k: must be at most the vocabulary size 1028"):
+        generate(model, ["[S1] a", "[S1] b"], [1, 2], sampling=[REF, REF.replace(cfg_filter_top_k=2000)])
+    with pytest.raises(InputError, match="item 1: sampling: must be a SamplingParams, got dict"):
+        generate(model, ["[S1] a", "[S1] b"], [1, 2], sampling=[REF, dict(temperature=1.0)])
+    with pytest.raises(InputError, match=r"item 0: max_new_tokens: must be at least 17 .*got 16"):
+        generate(model, ["[S1] a"], [1], sampling=REF.replace(max_new_tokens=16))
+
+
+def test_short_generation_below_the_project_files_range(model):
+    """max_new_tokens 60 is below the hosted API's 500 (a project file's rule), but the model can do it."""
+    short = REF.replace(max_new_tokens=60, temperature=0)
+    (out,) = generate(model, ["[S1] A short clip."], [3], sampling=short)
+    assert out.hit_limit and len(out.codes) == 60 - 16  # BOS and the 15-row delay tail take 16 positions
+    (longer,) = generate(model, ["[S1] A short clip."], [3], sampling=short.replace(max_new_tokens=100))
+    assert same(out.codes[:29], longer.codes[:29])  # the frames whose rows all precede the stop at row 45
+
+
+def test_defaults_are_sampling_params_defaults(model):
+    for fn in (generate, build_requests):
+        assert inspect.signature(fn).parameters["sampling"].default == SamplingParams()
+    (req,) = build_requests(model, ["[S1] hi"], [1])
+    d = SamplingParams()
+    assert (req.temperature, req.top_p, req.cfg_scale, req.top_k) == (d.temperature, d.top_p, d.cfg_scale,
+                                                                      d.cfg_filter_top_k)
 
 
 def test_seed_and_list_errors(model):
     with pytest.raises(InputError, match="item 0: seed: must be an integer"):
-        model.generate(["[S1] a"], ["x"])
+        generate(model, ["[S1] a"], ["x"])
     with pytest.raises(InputError, match="seeds: must be a list of 2 integers"):
-        model.generate(["[S1] a", "[S1] b"], [1])
-    with pytest.raises(InputError, match="temperature: has 1 values for 2 texts"):
-        model.generate(["[S1] a", "[S1] b"], [1, 2], temperature=[1.0])
+        generate(model, ["[S1] a", "[S1] b"], [1])
+    with pytest.raises(InputError, match="sampling: has 1 values for 2 texts"):
+        generate(model, ["[S1] a", "[S1] b"], [1, 2], sampling=[REF])
 
 
 def test_max_new_tokens_beyond_3072_positions_is_capped_and_said():
     model = DiaModel(DiaConfig.tiny(dec_max_positions=3072))
     with pytest.warns(UserWarning, match="max_new_tokens=4096 exceeds the decoder's 3072 positions.*at most 3051 new"):
-        (req,) = build_requests(model, ["[S1] hi"], [1], [AudioPrompt(PROMPT[:5], "[S1] x")], max_new_tokens=4096)
+        (req,) = build_requests(model, ["[S1] hi"], [1], [AudioPrompt(PROMPT[:5], "[S1] x")],
+                                sampling=SamplingParams(max_new_tokens=4096))
     assert req.max_tokens == 3072
     with pytest.raises(InputError, match=r"3060 frames .*more than 3072 decoder positions"):
         build_requests(model, ["[S1] hi"], [1], [AudioPrompt(torch.zeros(3060, 9, dtype=torch.long), "[S1] x")],
-                       max_new_tokens=4096)
+                       sampling=SamplingParams(max_new_tokens=4096))

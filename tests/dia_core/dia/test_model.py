@@ -5,8 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dia_core.dia.generate import delay_codes, undelay_codes
+from dia_core.dia.generate import AudioPrompt, delay_codes, generate, undelay_codes
 from dia_core.dia.model import DiaModel
+from dia_core.params import SamplingParams
 from dia_core.dia.tokenizer import encode_batch, encode_text
 from tests.tiny_models import tiny_config, to_reference_layout, write_tiny_dia_checkpoint
 
@@ -15,6 +16,8 @@ from transformers import DiaConfig as HFDiaConfig, DiaForConditionalGeneration  
 from transformers.models.dia.configuration_dia import DiaDecoderConfig, DiaEncoderConfig  # noqa: E402
 
 TEXTS = ["[S1] Hello there, how are you doing today? [S2] Fine.", "[S2] Hi."]
+# Greedy CFG with transformers' settings in _hf_greedy (guidance_scale 3.0, top_k 45).
+GREEDY = SamplingParams(temperature=0.0, cfg_scale=3.0, cfg_filter_top_k=45, max_new_tokens=500)
 EOS, PAD, BOS = 1024, 1025, 1026
 # The tiny config has 256 decoder positions, so max_new_tokens=500 is capped (with a warning).
 pytestmark = [pytest.mark.filterwarnings("ignore:.*exceeds the decoder:UserWarning"),
@@ -141,23 +144,19 @@ def test_greedy_cfg_generation_matches_transformers(hf_model, saved):
     model = DiaModel.from_pretrained(saved)
     text, mask = _text()
     out = _hf_greedy(hf_model, text, mask, [torch.zeros(0, 9, dtype=torch.long)] * 2, 70)
-    ours = model.generate(TEXTS, seeds=[1, 2], temperature=0.0, cfg_scale=3.0, cfg_filter_top_k=45,
-                          max_new_tokens=500)
+    ours = generate(model, TEXTS, seeds=[1, 2], sampling=GREEDY)
     for i in range(2):
         _compare(out[i], 0, ours[i])
 
 
 def test_greedy_with_voice_prompt_matches_transformers(hf_model, reference_dir):
     """Every known prefix row (BOS + prompt, delayed: 1 + L + 15 rows) is forced, as transformers does."""
-    from dia_core.dia.model import AudioPrompt
-
     model = DiaModel.from_pretrained(reference_dir)
     prompt = torch.randint(0, 1024, (12, 9), generator=torch.Generator().manual_seed(9))
     transcript, new_text = "[S1] This is the prompt.", "[S1] And this is new."
     text = encode_batch([encode_text(transcript + " " + new_text)])
     out = _hf_greedy(hf_model, text, (text != 0).long(), [prompt], 60)
-    ours = model.generate([new_text], [0], temperature=0, audio_prompts=[AudioPrompt(prompt, transcript)],
-                          max_new_tokens=500)[0]
+    ours = generate(model, [new_text], [0], audio_prompts=[AudioPrompt(prompt, transcript)], sampling=GREEDY)[0]
     assert ours.prompt_frames == 12
     _compare(out[0], 12, ours)
 
