@@ -78,9 +78,9 @@ def peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
 
 
-def ours_row(model, batch: int, new_tokens: int, text_bytes: int, compile, device: str) -> dict:
+def ours_row(model, batch: int, new_tokens: int, text_bytes: int, fast_path: str, device: str) -> dict:
     texts, seeds = texts_for(batch, text_bytes), list(range(batch))
-    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), compile=compile)
+    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), fast_path=fast_path)
     gen.release_static(model)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -96,13 +96,13 @@ def ours_row(model, batch: int, new_tokens: int, text_bytes: int, compile, devic
     rows = min(new_tokens, model.config.dec_max_positions) - 1  # decoder rows per stream (no EOS)
     assert all(g.hit_limit for g in out)
     tps = batch * rows / elapsed
-    return dict(engine="ours", mode=str(compile), batch=batch, rows_per_stream=rows, seconds=elapsed,
+    return dict(engine="ours", mode=fast_path, batch=batch, rows_per_stream=rows, seconds=elapsed,
                 tokens_per_s=tps, per_stream_tokens_per_s=tps / batch, realtime_factor=tps / FRAME_RATE,
                 warmup_s=warmup_s, peak_gib=peak_gib(device),
                 graphs=len(model._static.graphs) if model._static is not None else 0)
 
 
-def recompile_check(model, batch: int, new_tokens: int, text_bytes: int, compile) -> dict:
+def recompile_check(model, batch: int, new_tokens: int, text_bytes: int, fast_path: str) -> dict:
     """After the warm-up of this batch size: other texts (same text bucket) and shorter lengths."""
     from torch._dynamo.utils import counters  # dynamo internals: only this check reads them
 
@@ -111,20 +111,20 @@ def recompile_check(model, batch: int, new_tokens: int, text_bytes: int, compile
     lengths = [new_tokens - 100 * k for k in range(1, 4) if new_tokens - 100 * k >= 500] or [new_tokens]
     for k, n in enumerate(lengths):
         gen.generate(model, texts_for(batch, text_bytes - 8 * (k + 1), offset=11 * (k + 1)),
-                     list(range(50, 50 + batch)), sampling=SAMPLING.replace(max_new_tokens=n), compile=compile)
+                     list(range(50, 50 + batch)), sampling=SAMPLING.replace(max_new_tokens=n), fast_path=fast_path)
     same = model._static is static
     return dict(batch=batch, segment_lengths=lengths, new_dynamo_graphs=counters["stats"]["unique_graphs"] - before[0],
                 new_cuda_graph_captures=(model._static.captures - before[1]) if same else None,
                 static_state_rebuilt=not same)
 
 
-def parity_row(model, batch: int, text_bytes: int, compile) -> dict:
+def parity_row(model, batch: int, text_bytes: int, fast_path: str) -> dict:
     """Greedy codes of the fast path vs the eager path on the same batch (bf16 on GPU: kernels differ,
     so exact equality is measured, not assumed)."""
     texts, seeds = texts_for(batch, text_bytes), list(range(batch))
     greedy = SAMPLING.replace(max_new_tokens=500, temperature=0.0)
-    a = gen.generate(model, texts, seeds, sampling=greedy, compile=False)
-    b = gen.generate(model, texts, seeds, sampling=greedy, compile=compile)
+    a = gen.generate(model, texts, seeds, sampling=greedy, fast_path="off")
+    b = gen.generate(model, texts, seeds, sampling=greedy, fast_path=fast_path)
     equal = sum(int(torch.equal(x.codes, y.codes)) for x, y in zip(a, b))
     first = []
     for x, y in zip(a, b):
@@ -133,13 +133,13 @@ def parity_row(model, batch: int, text_bytes: int, compile) -> dict:
     return dict(batch=batch, streams_identical=equal, streams=batch, first_differing_frame=first)
 
 
-def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, compile, device: str) -> dict:
+def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, fast_path: str, device: str) -> dict:
     """DAC decode of a batch's codes, and two batches run back to back: serial (generate, decode,
     generate, decode) vs pipelined as the render engine runs them (batch 1's decode queued on the
     codec's side stream while batch 2 generates). On a GPU the pipelined run should approach
     2 x generate + 1 x decode; on CPU both are serial."""
     texts = [texts_for(batch, text_bytes), texts_for(batch, text_bytes, offset=5)]
-    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), compile=compile)
+    kw = dict(sampling=SAMPLING.replace(max_new_tokens=new_tokens), fast_path=fast_path)
     codec = model.codec
     gen.generate(model, texts[0], list(range(batch)), **kw)  # warm (graphs of this bucket)
     sync(device)
@@ -247,7 +247,7 @@ def markdown(result: dict) -> str:
         lines += ["**SMOKE RUN: tiny config on CPU. These figures are NOT performance figures; they only show "
                   "that the benchmark runs.**", ""]
     lines += [f"Model: {result['model']}, dtype {result['dtype']}, torch {result['torch']}, "
-              f"fast path mode `{result['compile']}`, text ~{result['text_bytes']} bytes per segment.", "",
+              f"fast path mode `{result['fast_path']}`, text ~{result['text_bytes']} bytes per segment.", "",
               "| engine | mode | batch | rows/stream | s | tokens/s | per stream | x realtime | warm-up s | peak GiB |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
@@ -285,7 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--new-tokens", type=int, default=None, help="max_new_tokens per stream (default 1024)")
     ap.add_argument("--hf-new-tokens", type=int, default=None, help="rows for transformers (default 256)")
     ap.add_argument("--text-bytes", type=int, default=200)
-    ap.add_argument("--compile", default=None, help="fast path mode: inductor (default on GPU), static, eager, ...")
+    ap.add_argument("--fast-path", default=None, help="fast path mode: static (default), inductor, or the "
+                                                      "test backends aot_eager/eager")
     ap.add_argument("--no-transformers", action="store_true")
     ap.add_argument("--no-dac", dest="dac", action="store_false", help="skip the DAC decode / overlap measurement")
     ap.add_argument("--dac-batch", type=int, default=32, help="batch size of the DAC / overlap measurement")
@@ -300,8 +301,7 @@ def main(argv=None) -> int:
     batches = [int(b) for b in (args.batch_sizes or ("1,4" if smoke else "1,8,32,64")).split(",")]
     new_tokens = args.new_tokens or (500 if smoke else 1024)  # smoke: capped to 128 positions
     hf_tokens = args.hf_new_tokens or (64 if smoke else 256)
-    compile = args.compile or "static"  # inductor: a second run (its compiles can take minutes per bucket)
-    compile = True if compile == "inductor" else compile
+    fast_path = args.fast_path or "static"  # inductor: a second run (its compiles can take minutes per bucket)
     warnings.filterwarnings("ignore", message=".*exceeds the decoder.*")
     if smoke:
         torch.set_num_threads(1)
@@ -312,11 +312,11 @@ def main(argv=None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     result = dict(smoke=smoke, date=dt.date.today().isoformat(), device=device_name(device), torch=torch.__version__,
                   model=f"{'tiny' if smoke else 'Dia 1.6B'} random weights ({n_params / 1e6:.1f}M params)",
-                  dtype=str(dtype).removeprefix("torch."), compile=str(compile), text_bytes=args.text_bytes,
+                  dtype=str(dtype).removeprefix("torch."), fast_path=fast_path, text_bytes=args.text_bytes,
                   new_tokens=new_tokens, rows=[], recompile_checks=[], parity=[], dac=[], errors=[],
                   complete=False)
     slug = results_slug(result)
-    mode = "" if smoke else "-" + ("inductor" if compile is True else str(compile))
+    mode = "" if smoke else "-" + fast_path
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{slug}-{result['date']}{mode}"
@@ -353,17 +353,17 @@ def main(argv=None) -> int:
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
     for b in batches:
-        row = measure(f"ours batch {b}", lambda: ours_row(model, b, new_tokens, args.text_bytes, compile, device),
+        row = measure(f"ours batch {b}", lambda: ours_row(model, b, new_tokens, args.text_bytes, fast_path, device),
                       "rows")
         if row:
             print(f"ours batch {b}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
         if b == batches[0]:
-            measure("recompile check", lambda: recompile_check(model, b, new_tokens, args.text_bytes, compile),
+            measure("recompile check", lambda: recompile_check(model, b, new_tokens, args.text_bytes, fast_path),
                     "recompile_checks")
-    measure("parity", lambda: parity_row(model, min(8, max(batches)), args.text_bytes, compile), "parity")
+    measure("parity", lambda: parity_row(model, min(8, max(batches)), args.text_bytes, fast_path), "parity")
     if args.dac:
         b = min(args.dac_batch, max(batches))
-        measure("dac", lambda: dac_overlap_row(model, b, new_tokens, args.text_bytes, compile, device), "dac")
+        measure("dac", lambda: dac_overlap_row(model, b, new_tokens, args.text_bytes, fast_path, device), "dac")
     gen.release_static(model)
     result["complete"] = True
     save()

@@ -20,7 +20,7 @@ from .codec import DiaCodec
 from .model import DiaModel
 from .tokenizer import encode_batch, encode_text
 from ..errors import InputError
-from ..params import CODEBOOK_SIZE, FRAME_RATE, RANGES, SamplingParams, check_seed
+from ..params import CODEBOOK_SIZE, FAST_PATH_MODES, FRAME_RATE, RANGES, SamplingParams, check_seed
 
 CHECK_DONE_EVERY = 16  # host sync for "all items finished" only every N steps
 # Fast path buckets (static shapes): batch -> power of two (padded with copies of item 0, results
@@ -69,18 +69,19 @@ class Request:
 @torch.inference_mode()
 def generate(model: DiaModel, texts: list[str], seeds: list[int], *, audio_prompts: list | None = None,
              sampling: SamplingParams | list[SamplingParams] = SamplingParams(),
-             compile: bool | str = False) -> list[Generated]:
+             fast_path: str = "off") -> list[Generated]:
     """Generate one code sequence per text. Each item has its own seed and ``sampling`` (one
     SamplingParams for all items, or one per item); its codes do not depend on the rest of the
     batch. Everything is validated before any compute.
 
-    ``compile``: False runs the decode step eagerly at the batch's exact shapes. Anything else is
-    the fast path: shapes bucketed (batch, text length, attended cache length) so segment lengths
-    do not recompile; True or "inductor" compiles the step with torch.compile(fullgraph=True,
-    dynamic=False); "aot_eager"/"eager" are the same with those backends (tests); "static" runs the
-    bucketed step uncompiled. On CUDA every fast mode replays the step as a captured CUDA graph (no
-    host sync except the every-16-steps done check)."""
-    return run_generation(model, build_requests(model, texts, seeds, audio_prompts, sampling), compile=compile)
+    ``fast_path`` (the same vocabulary as --fast-path, params.FAST_PATH_MODES): "off" runs the
+    decode step eagerly at the batch's exact shapes. Anything else is the fast path: shapes bucketed
+    (batch, text length, attended cache length) so segment lengths do not recompile; "static" runs
+    the bucketed step uncompiled; "inductor" compiles it with torch.compile(fullgraph=True,
+    dynamic=False); "aot_eager"/"eager" are the same with those torch.compile backends (tests). On
+    CUDA every fast mode replays the step as a captured CUDA graph (no host sync except the
+    every-16-steps done check)."""
+    return run_generation(model, build_requests(model, texts, seeds, audio_prompts, sampling), fast_path=fast_path)
 
 
 def generate_codes(model: DiaModel, texts: list[str], seeds: list[int], **kwargs) -> list[Tensor]:
@@ -352,14 +353,17 @@ def decode_step(model: DiaModel, s: DecodeState, kv_len: int) -> None:
 _COMPILED: dict[str, object] = {}
 
 
-def step_function(compile):
-    """The decode step for a ``compile`` setting (see generate)."""
-    if compile in (False, "static"):
+TEST_BACKENDS = ("aot_eager", "eager")   # torch.compile backends the tests use on CPU
+
+
+def step_function(fast_path: str):
+    """The decode step for a ``fast_path`` mode (see generate)."""
+    if fast_path in ("off", "static"):
         return decode_step
-    backend = "inductor" if compile is True else compile
-    if backend not in ("inductor", "aot_eager", "eager"):
-        raise InputError(f"must be False, True, 'static', 'inductor', 'aot_eager' or 'eager', got {compile!r}",
-                         field="compile")
+    backend = fast_path
+    if backend not in ("inductor", *TEST_BACKENDS):
+        raise InputError(f"must be one of {', '.join(FAST_PATH_MODES + TEST_BACKENDS)}, got {fast_path!r}",
+                         field="fast_path")
     if backend not in _COMPILED:
         import torch._dynamo.config as dcfg  # only when compiling
         # One graph per (batch bucket, text bucket, cache bucket): more than dynamo's default 8.
@@ -435,9 +439,9 @@ def bucket_len(n: int, block: int, cap: int) -> int:
 
 # ---- the loop --------------------------------------------------------------------------------------
 
-def run_generation(model: DiaModel, requests: list[Request], compile: bool | str = False) -> list[Generated]:
-    fast = compile is not False
-    step_fn = step_function(compile)
+def run_generation(model: DiaModel, requests: list[Request], fast_path: str = "off") -> list[Generated]:
+    fast = fast_path != "off"
+    step_fn = step_function(fast_path)
     cfg, dev = model.config, model.device
     n = len(requests)
     if fast:  # pad the batch to its bucket with copies of item 0 (computed, then dropped)

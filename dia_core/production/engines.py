@@ -180,7 +180,7 @@ class DiaEngine:
             faults.hit("generate")
             out = generate(self.model, texts, [r.seed for r in requests], audio_prompts=audio_prompts,
                            sampling=[r.sampling for r in requests],
-                           compile=False if self.fast_path == "off" else self.fast_path)
+                           fast_path=self.fast_path)
             decoding = require_codec(self.model).start_decode([g.codes for g in out])  # one batched DAC pass
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()

@@ -22,11 +22,11 @@ def _small_kv_block(monkeypatch):
     monkeypatch.setattr(gen, "KV_BLOCK", 64)  # several attended-cache buckets within 256 positions
 
 
-def _gen(model, texts, seeds, prompts, compile, **params):
+def _gen(model, texts, seeds, prompts, fast_path, **params):
     """Lists in ``params`` are per item, scalars are for all items."""
     sampling = [REF.replace(**{k: v[i] if isinstance(v, list) else v for k, v in params.items()})
                 for i in range(len(texts))]
-    return gen.generate(model, texts, seeds, audio_prompts=prompts, sampling=sampling, compile=compile)
+    return gen.generate(model, texts, seeds, audio_prompts=prompts, sampling=sampling, fast_path=fast_path)
 
 
 def _same(a, b):
@@ -39,10 +39,10 @@ def _same(a, b):
                                     dict(temperature=[1.0, 1.3, 1.8], top_p=[0.95, 0.9, 1.0],
                                          cfg_scale=[2.0, 3.0, 1.0], cfg_filter_top_k=[10, 40, 100])],
                          ids=["greedy", "sampled"])
-@pytest.mark.parametrize("compile", ["static", "eager"])
-def test_fast_path_equals_eager_path(model, params, compile):
-    eager = _gen(model, TEXTS, SEEDS, PROMPTS, False, **params)
-    fast = _gen(model, TEXTS, SEEDS, PROMPTS, compile, **params)  # batch 3 -> bucket 4, text -> 128 bytes
+@pytest.mark.parametrize("fast_path", ["static", "eager"])
+def test_fast_path_equals_eager_path(model, params, fast_path):
+    eager = _gen(model, TEXTS, SEEDS, PROMPTS, "off", **params)
+    fast = _gen(model, TEXTS, SEEDS, PROMPTS, fast_path, **params)  # batch 3 -> bucket 4, text -> 128 bytes
     _same(eager, fast)
     assert model._static.key[:2] == (4, 128)
 
@@ -71,5 +71,5 @@ def test_no_recompilation_across_segment_lengths_after_warmup(model):
 
 def test_top_k_beyond_the_project_range_gets_its_own_candidate_set(model):
     params = dict(temperature=1.0, cfg_filter_top_k=[300, 10, 45])  # the model allows up to its vocabulary
-    _same(_gen(model, TEXTS, SEEDS, PROMPTS, False, **params), _gen(model, TEXTS, SEEDS, PROMPTS, "static", **params))
+    _same(_gen(model, TEXTS, SEEDS, PROMPTS, "off", **params), _gen(model, TEXTS, SEEDS, PROMPTS, "static", **params))
     assert model._static.key[3] == 300
