@@ -33,8 +33,7 @@ from dia_core.errors import InputError
 from dia_core.params import FAST_PATH_MODES
 from dia_core.production.jobs import BusyError, acquire_project_lock, open_job
 from dia_core.production.options import RenderOptions
-from dia_core.script.manuscript import parse_project_manuscripts
-from dia_core.script.planner import plan_project
+from dia_core.script.planner import plan_project, read_manuscripts
 from dia_core.script.project import load_project, parse_chapter_selection
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 0, 1, 2, 3
@@ -120,7 +119,7 @@ def _warn(warnings) -> None:
 
 def cmd_validate(args) -> int:
     project = load_project(args.project)
-    chapters, warnings = parse_project_manuscripts(project)
+    chapters, warnings = read_manuscripts(project)
     _warn(list(project.warnings) + warnings)
     print(f"ok: {args.project}: {project.title!r}, {len(chapters)} chapter{'s' if len(chapters) != 1 else ''}, "
           f"{len(project.voices)} voice{'s' if len(project.voices) != 1 else ''}")

@@ -403,12 +403,14 @@ def parse_project_manuscripts(project: "Project") -> tuple[list[Chapter], list[s
         warnings.extend(w)
     if not chapters:  # pragma: no cover - every file has text or raised
         raise InputError("the manuscript has no chapters", file=project.manifest_label, field="manuscript")
-    labels = {project.relpath(p): display_path(p) for p in project.manuscripts}
-    where = lambda ref: f"{labels.get(ref.file, ref.file)}:{ref.line}"  # noqa: E731 - as the parser's warnings
-    warnings.extend(duplicate_title_warnings(chapters, where))
-    from .planner import chapter_length_warnings   # the planner's estimate (planner imports this module)
-    warnings.extend(chapter_length_warnings(project, chapters, where))
+    warnings.extend(duplicate_title_warnings(chapters, source_locator(project)))
     return chapters, warnings
+
+
+def source_locator(project: "Project"):
+    """``where(SourceRef) -> "file:line"`` with the file shown as the parser's warnings show it."""
+    labels = {project.relpath(p): display_path(p) for p in project.manuscripts}
+    return lambda ref: f"{labels.get(ref.file, ref.file)}:{ref.line}"
 
 
 def duplicate_title_warnings(chapters: list[Chapter], where=str) -> list[str]:

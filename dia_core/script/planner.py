@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from .manuscript import Block, Chapter, SourceRef, parse_project_manuscripts
+from .manuscript import Block, Chapter, SourceRef, parse_project_manuscripts, source_locator
 from ..params import FRAME_RATE, MAX_DECODER_POSITIONS, MAX_DELAY, MAX_TEXT_BYTES, SamplingParams
 from .project import Project, Voice, parse_chapter_selection, prompt_frames_for
 from ..settings import ACX_MAX_MINUTES
@@ -556,6 +556,13 @@ def estimate_chapter_seconds(project: Project, chapter: Chapter, lexicon=None) -
     return sum(sum(len(sent) for sent in split_sentences(lexicon(text))) / cps[voice] for voice, text in spoken)
 
 
+def read_manuscripts(project: Project) -> tuple[list[Chapter], list[str]]:
+    """The project's chapters and every manuscript warning, the chapter-length estimate included
+    (what `validate` reports and `plan` starts from)."""
+    chapters, warnings = parse_project_manuscripts(project)
+    return chapters, warnings + chapter_length_warnings(project, chapters, source_locator(project))
+
+
 def chapter_length_warnings(project: Project, chapters: list[Chapter], where=str) -> list[str]:
     """With the acx profile, a warning for each chapter estimated over ACX_MAX_MINUTES (ACX rejects
     longer files; the delivery check would fail it after the whole render). ``where(source)``: how
@@ -600,7 +607,7 @@ def plan_project(project: Project, chapters=None) -> Plan:
     """Plan the project's chapters (``chapters``: 1-based selection overriding the manifest's;
     ``"all"`` (project.ALL_CHAPTERS): every chapter, whatever the manifest selects; None: the
     manifest's selection)."""
-    all_chapters, mwarn = parse_project_manuscripts(project)
+    all_chapters, mwarn = read_manuscripts(project)
     if isinstance(chapters, str):
         selection = parse_chapter_selection(chapters, field="chapters")
     else:
@@ -613,4 +620,4 @@ def plan_project(project: Project, chapters=None) -> Plan:
 
 __all__ = ["Plan", "ChapterPlan", "PlannedSegment", "Turn", "plan_project", "plan_chapters", "dia_text",
            "compile_lexicon", "compile_lexicon_spans", "split_sentences", "split_clauses", "PROMPT_SEPARATOR",
-           "estimate_chapter_seconds", "chapter_length_warnings"]
+           "estimate_chapter_seconds", "chapter_length_warnings", "read_manuscripts"]
