@@ -29,12 +29,17 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
 from dia_core.errors import InputError
 from dia_core.params import FAST_PATH_MODES
 from dia_core.production.jobs import BusyError, acquire_project_lock, open_job
 from dia_core.production.options import RenderOptions
 from dia_core.script.planner import plan_project, read_manuscripts
 from dia_core.script.project import load_project, parse_chapter_selection
+from flows.server import ServerUnavailable, prefect_api   # imports no Prefect (PREFECT_HOME is set later)
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
@@ -138,9 +143,6 @@ def cmd_plan(args) -> int:
 
 
 def _print_table(plan) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=plan.project_title)
     for name, justify in (("chapter", "left"), ("title", "left"), ("segments", "right"), ("est. min", "right"),
                           ("warnings", "right")):
@@ -193,7 +195,6 @@ def cmd_render(args) -> int:
     try:
         # Prefect is imported only now: PREFECT_HOME must be set first (it is read at import).
         from flows.produce import produce
-        from flows.server import prefect_api
 
         _log_to_file(args, job.project.work_dir / "logs")
         with prefect_api(job.project.work_dir / "logs", _say), _progress(args, job.project.title) as on_progress:
@@ -212,8 +213,7 @@ def cmd_catalog(args) -> int:
     if options.out_dir:
         check_output_dir(Path(options.out_dir))
     _prefect_home(catalog / ".dia-studio" / "prefect")
-    from flows.catalog import narrate_catalog
-    from flows.server import prefect_api
+    from flows.catalog import narrate_catalog  # imports Prefect: only after PREFECT_HOME is set
 
     _log_to_file(args, catalog / ".dia-studio" / "logs")
     with prefect_api(catalog / ".dia-studio" / "logs", _say):
@@ -347,9 +347,6 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         self.bar.start()
@@ -397,7 +394,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     """The failure in one line: its own words for failures we raise on purpose, else its type too."""
-    from flows.server import ServerUnavailable
 
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if isinstance(e, ServerUnavailable):

@@ -32,6 +32,8 @@ from typing import Callable, Iterator
 
 import httpx
 
+# Prefect is imported inside the functions below, never at the top: the CLI imports this module
+# before it has set PREFECT_HOME, which Prefect reads once, at import.
 DEFAULT_TIMEOUT_S = 300.0
 _PR_SET_PDEATHSIG = 1
 
