@@ -105,15 +105,10 @@ def read_audio_native(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         data = data.mean(axis=1)
-    except Exception as sf_error:
+    except Exception as sf_error:   # not a libsndfile format (m4a, opus, ...): ffmpeg at 44.1 kHz
         if shutil.which("ffmpeg") is None:
             raise InputError(f"cannot read audio: {sf_error}", file=path) from None
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1",
-                               "-ar", str(SAMPLE_RATE), "-"], capture_output=True)
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-            raise InputError(f"cannot read audio (soundfile: {sf_error}; ffmpeg: {detail[0]})", file=path) from None
-        data, rate = np.frombuffer(proc.stdout, dtype=np.float32).copy(), SAMPLE_RATE
+        data, rate = decode_ffmpeg(path, SAMPLE_RATE), SAMPLE_RATE
     if data.size == 0:
         raise InputError("audio file has no samples", file=path)
     if not np.isfinite(data).all():
