@@ -69,8 +69,10 @@ def scale_manuscript(text: str, copies: int) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def make_project(work: Path, minutes: float) -> tuple[Path, int]:
-    """Copy the example into work/book scaled to about ``minutes`` of planned audio."""
+def make_project(work: Path, minutes: float, chapters: list[int] | None = None) -> tuple[Path, int]:
+    """Copy the example into work/book scaled to about ``minutes`` of planned audio (the whole book);
+    with ``chapters``, the project's own `chapters:` selection makes those chapters the book (a
+    --chapters render of a book would deliver it incomplete, without an M4B)."""
     from dia_core.script.planner import plan_project
     from dia_core.script.project import load_project
 
@@ -86,6 +88,9 @@ def make_project(work: Path, minutes: float) -> tuple[Path, int]:
     base_s = sum(c.est_seconds for c in plan_project(load_project(book / "project.yaml")).chapters)
     copies = max(1, math.ceil(minutes * 60 / base_s))
     (book / manifest["manuscript"]).write_text(scale_manuscript(source, copies))
+    if chapters:
+        manifest["chapters"] = ",".join(map(str, chapters))   # "1,3" (a YAML list fails to load today)
+        (book / "project.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return book / "project.yaml", copies
 
 
@@ -194,12 +199,12 @@ def run(args) -> dict:
     ckpt = write_checkpoint(work / ("ckpt-tiny" if smoke else "ckpt"), config, device)
     dac_path = write_dac(work / ("dac-tiny.pth" if smoke else "dac-44khz-random.pth"), smoke)
     weights_s = time.perf_counter() - t0
-    project_path, copies = make_project(work, args.minutes)
     chapters = [int(c) for c in args.chapters.split(",")] if args.chapters else None
+    project_path, copies = make_project(work, args.minutes, chapters)
     mode = args.fast_path or ("off" if smoke else "static")
     options = RenderOptions(out_dir=str(work / "out"), model=str(ckpt), codec=str(dac_path),
-                            store=str(work / "store"), chapters=tuple(chapters) if chapters else None,
-                            device=device, batch_size=args.batch_size, fast_path=mode)
+                            store=str(work / "store"), device=device, batch_size=args.batch_size,
+                            fast_path=mode)
     shutil.rmtree(work / "out", ignore_errors=True)
     shutil.rmtree(work / "store", ignore_errors=True)
     shutil.rmtree(project_path.parent / ".dia-studio", ignore_errors=True)

@@ -16,16 +16,18 @@ from prefect.cache_policies import NO_CACHE
 
 from prefect.runtime import flow_run
 
-from dia_core.production import delivery, jobs, manifests, takes
+from dia_core.production import delivery, folder, jobs, manifests, takes
 from dia_core.production.options import ProgressFn, RenderOptions
 
 
-def _job(project: str, options: dict) -> jobs.Job:
-    """Open the job once per process: planning is cheap, but the engine must load only once.
-    Tasks get the options as a dict (JSON, as Prefect records task parameters)."""
+def _job(project: str, options: dict, *, fresh: bool = False) -> jobs.Job:
+    """Open the job once per flow run (the flow opens it ``fresh``: a process that renders again
+    after an edit must not reuse the old plan); its tasks reuse it. The engine is cached apart
+    (jobs.load_engine) and loads only once per process. Tasks get the options as a dict (JSON, as
+    Prefect records task parameters)."""
     opts = RenderOptions.from_dict(options)
     key = (project, opts)
-    if key not in _JOBS:
+    if fresh or key not in _JOBS:
         _JOBS[key] = jobs.open_job(project, opts)
     return _JOBS[key]
 
@@ -95,6 +97,11 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
         outcomes = takes.generate_takes(job, prompts, progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
+    failed = [sid for sid, o in outcomes.items() if not o.chosen.qc["passed"]]
+    if failed:
+        logger.warning(f"{len(failed)} segment(s) failed QC on every attempt and are delivered anyway "
+                       f"(see the manifest's qc_failed): {', '.join(failed)}")
+    delivery.save_book_hashes(job, prompts)  # what the chapters this run leaves alone must match
     return str(takes.save_outcomes(job, outcomes))
 
 
@@ -111,23 +118,40 @@ def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: st
     return result
 
 
+@task(name="collect-chapters", cache_policy=NO_CACHE)
+def collect_task(project: str, options: dict, finished: list[dict]) -> dict:
+    """The whole book: this run's chapters and the earlier renders' current ones (partial renders)."""
+    job = _job(project, options)
+    chapters, missing = delivery.collect_chapters(job, finished)
+    reused = [c["id"] for c in chapters if not c["rendered"]]
+    if reused:
+        get_run_logger().info(f"unchanged since their last render, reused: {', '.join(reused)}")
+    if missing:
+        get_run_logger().warning(
+            f"delivery incomplete: {', '.join(missing)} not rendered yet or out of date; the manifest says "
+            f"complete: false and there is no {delivery.book_name(job)} until the whole book is rendered")
+    return {"chapters": chapters, "missing": missing}
+
+
 @task(name="export-book", cache_policy=NO_CACHE)
-def book_task(project: str, options: dict, chapters: list[dict]) -> dict | None:
-    return delivery.export_book(_job(project, options), chapters)
+def book_task(project: str, options: dict, chapters: list[dict], missing: list[str] | None = None) -> dict | None:
+    return delivery.export_book(_job(project, options), chapters, missing or ())
 
 
 @task(name="project-manifest", cache_policy=NO_CACHE)
 def manifest_task(project: str, options: dict, chapters: list[dict], book: dict | None,
-                  started_at: str) -> str:
+                  started_at: str, missing: list[str] | None = None) -> str:
     job = _job(project, options)
-    path = delivery.write_project_manifest(job, chapters, book, started_at)
-    create_markdown_artifact(key=_artifact_key(job, "summary"), markdown=_summary(job, chapters, book),
+    path = delivery.write_project_manifest(job, chapters, book, started_at, missing or ())
+    create_markdown_artifact(key=_artifact_key(job, "summary"),
+                             markdown=_summary(job, chapters, book, missing or ()),
                              description=f"{job.project.title}: delivery summary")
     return str(path)
 
 
 def _run_name() -> str:
-    return f"produce {Path(flow_run.parameters['project']).parent.name}"
+    # resolved: a render started inside the project folder passes "project.yaml" (parent "")
+    return f"produce {Path(flow_run.parameters['project']).resolve().parent.name}"
 
 
 @flow(name="produce", flow_run_name=_run_name, log_prints=True)
@@ -137,17 +161,22 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
     Prefect UI shows the same as a progress artifact."""
     options = (options or RenderOptions()).to_dict()
     started_at = manifests.utc_now()
-    job = _job(project, options)
+    job = _job(project, options, fresh=True)
     lock = jobs.acquire_project_lock(job)
     try:
+        # The output folder is this project's (InputError if another project's, before any work).
+        folder.claim(job.project, job.out_dir, started_at)
         jobs.clean_temps(job)  # temp files a killed run left behind; never published files
         planned = plan_task(project, options)
         outcomes = generate_task(project, options, on_progress)
+        delivery.open_delivery(job, started_at)  # the old manifest.json goes aside before any file changes
         finished = [chapter_task.with_options(task_run_name=f'{c["id"]} "{c["title"]}"')(
                     project, options, c["id"], outcomes) for c in planned]
-        book = book_task(project, options, finished)
-        manifest = manifest_task(project, options, finished, book, started_at)
-        delivery.check_strict(job, finished, book)
+        book_chapters = collect_task(project, options, finished)  # + current chapters not rendered now
+        chapters, missing = book_chapters["chapters"], book_chapters["missing"]
+        book = book_task(project, options, chapters, missing)
+        manifest = manifest_task(project, options, chapters, book, started_at, missing)
+        delivery.check_strict(job, chapters, book)
         return manifest
     finally:
         lock.release()
@@ -167,18 +196,30 @@ def _segment_rows(chapter_manifest) -> list[dict]:
              "text": s["text"][:80]} for s in data["segments"]]
 
 
-def _summary(job: jobs.Job, chapters: list[dict], book: dict | None) -> str:
+def _summary(job: jobs.Job, chapters: list[dict], book: dict | None, missing: list[str] | tuple = ()) -> str:
     lines = [f"# {job.project.title}", "",
              f"Profile **{job.project.delivery.profile}**{' (strict)' if job.project.delivery.strict else ''}; "
-             f"engine {job.engine.name} `{job.engine.model_id}`", "",
-             "| chapter | duration | loudness | RMS | true peak | noise floor | profile |",
-             "|---|---|---|---|---|---|---|"]
+             f"engine {job.engine.name} `{job.engine.model_id}`", ""]
+    qc_failed = sum(c["qc_failed"] for c in chapters)
+    if qc_failed:
+        lines += [f"**QC: {qc_failed} segment{'s' if qc_failed != 1 else ''} failed QC on every attempt and "
+                  f"{'were' if qc_failed != 1 else 'was'} delivered anyway** (listed per chapter below and in "
+                  f"the manifest's `qc_failed`).", ""]
+    if missing:
+        lines += [f"**Incomplete: {', '.join(missing)} not rendered yet or out of date**; no M4B until the whole "
+                  f"book is rendered (the manifest says `complete: false`).", ""]
+    lines += ["| chapter | duration | loudness | RMS | true peak | noise floor | profile | QC |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in chapters:
         m = c["measurements"] or {}
         f = lambda k, unit: f"{m[k]:.1f} {unit}" if m.get(k) is not None else "-"  # noqa: E731
         verdict = "pass" if c["passed"] else "FAIL: " + "; ".join(c["failures"])
-        lines.append(f'| {c["id"]} {c["title"]} | {c["duration_s"]:.1f} s | {f("integrated_lufs", "LUFS")} | '
-                     f'{f("rms_db", "dB")} | {f("true_peak_dbtp", "dBTP")} | {f("noise_floor_db", "dB")} | {verdict} |')
+        qc = (f"FAIL: {c['qc_failed']} delivered anyway ({', '.join(c['qc_failed_segments'])})"
+              if c["qc_failed"] else "pass")
+        reused = "" if c.get("rendered", True) else " (reused)"
+        lines.append(f'| {c["id"]} {c["title"]}{reused} | {c["duration_s"]:.1f} s | {f("integrated_lufs", "LUFS")} | '
+                     f'{f("rms_db", "dB")} | {f("true_peak_dbtp", "dBTP")} | {f("noise_floor_db", "dB")} | {verdict} | '
+                     f'{qc} |')
     if book:
         check = book.get("check")
         if check is None:

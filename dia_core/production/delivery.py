@@ -1,23 +1,35 @@
 """Delivery: finish each chapter (tempo, stitch, loudness, export, captions, profile check, chapter
-manifest), build the M4B, write the project manifest last, and apply a strict profile.
+manifest), collect the whole book's chapters (a partial render reuses the other chapters' up-to-date
+outputs), build the M4B, move files the new delivery no longer lists aside, write the project
+manifest last, and apply a strict profile.
+
+Each chapter manifest records the chapter's ``inputs_hash`` (its plan, first-attempt take keys,
+voices' prompts, QC and delivery settings, engine, software) and the sha256 of its float master's
+samples, so a later partial render can tell whether a chapter it does not render is still current.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from .. import __version__, faults
 from ..audio import captions as cap
 from ..audio import dynamics, encode, m4b, profiles, stitch, tempo
-from ..audiofile import write_wav_float
+from ..atomic import write_json
+from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
 from ..params import SAMPLE_RATE
+from . import folder
 from . import manifests as manifest
 from .manifests import jsonable
 from .jobs import Job, engine_identity
 from .options import RenderOptions
-from .takes import Outcome
+from .takes import Outcome, take_key
 
 
 class DeliveryFailed(Exception):
@@ -71,24 +83,125 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
     entries = [manifest.file_entry(f, relative_to=job.out_dir,
                                    duration_s=duration_s if fmt in ("mp3", "flac", "wav") else None)
                for fmt, f in files.items()]
+    check = {"measurements": jsonable(report.measurements.to_dict()), "limits": jsonable(report.limits),
+             "passed": bool(report.passed), "failures": list(report.failures)}
+    qc_failed = [s.id for s in chapter.segments if not outcomes[s.id].chosen.qc["passed"]]
     chapter_manifest = job.out_dir / "manifests" / f"{chapter.id}.json"
-    manifest.write_chapter_manifest({
+    doc = {
         "schema_version": manifest.SCHEMA_VERSION, "chapter_id": chapter.id, "index": chapter.index,
         "title": chapter.title, "sample_rate": SAMPLE_RATE, "duration_ms": round(duration_s * 1000),
-        "head_ms": round(head_s * 1000), "tail_ms": round(tail_s * 1000),
+        "duration_s": round(duration_s, 3), "head_ms": round(head_s * 1000), "tail_ms": round(tail_s * 1000),
         "profile": settings.profile, "files": entries, "loudness": jsonable(loud.to_dict()),
+        "check": check, "qc_failed": len(qc_failed), "qc_failed_segments": qc_failed,
+        "inputs_hash": chapter_inputs_hash(job, chapter, [outcomes[s.id].attempts[0].key
+                                                          for s in chapter.segments]),
+        "master_samples_sha256": samples_sha256(audio),
         "created_at": manifest.utc_now(), "segments": segments,
-    }, chapter_manifest)
-    return {
-        "id": chapter.id, "title": chapter.title,
-        "manifest": str(chapter_manifest.relative_to(job.out_dir)), "master": str(master),
-        "files": entries, "duration_s": round(duration_s, 3),
-        "measurements": jsonable(report.measurements.to_dict()), "limits": jsonable(report.limits),
-        "passed": bool(report.passed), "failures": list(report.failures),
-        "segments": len(chapter.segments),
-        "attempts": sum(len(outcomes[s.id].attempts) for s in chapter.segments),
-        "qc_failed": sum(not outcomes[s.id].chosen.qc["passed"] for s in chapter.segments),
     }
+    manifest.write_chapter_manifest(doc, chapter_manifest)
+    return _chapter_result(job, doc, rendered=True)
+
+
+def _chapter_result(job: Job, doc: dict, *, rendered: bool) -> dict:
+    """What the book, the project manifest and the summary need of a finished chapter (plain JSON)."""
+    return {
+        "id": doc["chapter_id"], "title": doc["title"], "manifest": f"manifests/{doc['chapter_id']}.json",
+        "master": str(_master_path(job, doc["chapter_id"])), "files": doc["files"],
+        "duration_s": doc["duration_s"], **doc["check"],
+        "segments": len(doc["segments"]), "attempts": sum(len(s.get("attempts") or [1]) for s in doc["segments"]),
+        "qc_failed": doc["qc_failed"], "qc_failed_segments": doc["qc_failed_segments"],
+        "inputs_hash": doc["inputs_hash"], "rendered": rendered,
+    }
+
+
+def samples_sha256(audio) -> str:
+    """sha256 of float32 mono samples (the master's WAV bytes hold a libsndfile PEAK chunk with a
+    time stamp, so its file hash differs between identical renders)."""
+    a = as_float_mono(audio)
+    h = hashlib.sha256()
+    for i in range(0, len(a), 1 << 20):
+        h.update(a[i:i + (1 << 20)].astype("<f4", copy=False).tobytes())
+    return h.hexdigest()
+
+
+def master_samples_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for block in sf.blocks(str(path), blocksize=1 << 20, dtype="float32", always_2d=False):
+        h.update(as_float_mono(block).astype("<f4", copy=False).tobytes())
+    return h.hexdigest()
+
+
+def _master_path(job: Job, chapter_id: str) -> Path:
+    return job.project.work_dir / "masters" / f"{chapter_id}.wav"
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole book: chapters rendered now, and up-to-date chapters from earlier renders
+
+def chapter_inputs_hash(job: Job, chapter, first_keys: list[str]) -> str:
+    """Everything that determines a chapter's delivered files: its plan (text, voices, seeds,
+    sampling, boundaries, estimates), the store keys of its first attempts (voices' prompts, engine
+    and model checksum), QC and delivery settings, the stitch seed and the software version."""
+    return canonical_hash({
+        "chapter": chapter.to_json(), "takes": list(first_keys),
+        "qc": jsonable(asdict(job.project.qc)), "delivery": jsonable(asdict(job.project.delivery)),
+        "seed": job.project.seed, "software": __version__})
+
+
+def save_book_hashes(job: Job, prompts: dict) -> Path:
+    """The inputs hash of every chapter of the book (rendered now or not), for collect_chapters."""
+    hashes = {c.id: chapter_inputs_hash(job, c, [take_key(job, s, s.seed, prompts) for s in c.segments])
+              for c in job.book.chapters}
+    return write_json(_hashes_path(job), hashes)
+
+
+def _hashes_path(job: Job) -> Path:
+    return job.project.work_dir / "chapter-hashes.json"
+
+
+def reuse_chapter(job: Job, chapter, inputs_hash: str | None) -> dict | None:
+    """An earlier render's chapter, if it is current: its manifest names ``inputs_hash``, every
+    file it lists is in the output folder unchanged, and the float master the M4B is built from is
+    the one it was finished with. None otherwise."""
+    path = job.out_dir / "manifests" / f"{chapter.id}.json"
+    try:
+        doc = json.loads(path.read_text())
+        manifest.validate_chapter_manifest(doc)
+    except (OSError, ValueError):
+        return None
+    if inputs_hash is None or doc.get("inputs_hash") != inputs_hash or doc.get("chapter_id") != chapter.id:
+        return None
+    if not all(k in doc for k in ("check", "qc_failed", "qc_failed_segments", "master_samples_sha256",
+                                  "duration_s")):
+        return None
+    try:
+        for f in doc["files"]:
+            p = job.out_dir / f["path"]
+            if p.parent != job.out_dir or p.stat().st_size != f["bytes"] or file_sha256(p) != f["sha256"]:
+                return None
+        if master_samples_sha256(_master_path(job, chapter.id)) != doc["master_samples_sha256"]:
+            return None
+    except (OSError, RuntimeError):   # soundfile raises RuntimeError (LibsndfileError) on a bad file
+        return None
+    return _chapter_result(job, doc, rendered=False)
+
+
+def collect_chapters(job: Job, finished: list[dict]) -> tuple[list[dict], list[str]]:
+    """Every chapter of the book in order: those finished in this run, else the earlier render's if
+    current (reuse_chapter). Returns (chapters, ids of the chapters that are missing or out of date)."""
+    done = {c["id"]: c for c in finished}
+    try:
+        hashes = json.loads(_hashes_path(job).read_text()) if len(done) < len(job.book.chapters) else {}
+    except (OSError, ValueError):
+        hashes = {}
+    chapters, missing = [], []
+    for ch in job.book.chapters:
+        found = done.get(ch.id) or reuse_chapter(job, ch, hashes.get(ch.id))
+        if found is None:
+            missing.append(ch.id)
+        else:
+            chapters.append(found)
+    return chapters, missing
 
 
 def _turn_cues(segment, start: float, end: float, Cue) -> list:
@@ -106,25 +219,30 @@ def _turn_cues(segment, start: float, end: float, Cue) -> list:
 # ---------------------------------------------------------------------------------------------
 # Book and project manifest
 
-def export_book(job: Job, chapters: list[dict]) -> dict | None:
-    """The M4B from the chapters' float masters, checked after writing (export.export_m4b_checked):
+def export_book(job: Job, chapters: list[dict], missing: list[str] | tuple = ()) -> dict | None:
+    """The M4B from the chapters' float masters (none while chapters are ``missing``: a book under the
+    book's name always holds every chapter), checked after writing (export.export_m4b_checked):
     container (AAC, 44.1 kHz mono, markers, duration, tags, cover) and each chapter slice and the
     whole book against the delivery profile, a peak over the limit corrected by one re-encode.
     The verdict is ``book["check"]`` (passed, failures, measurements, chapters, ...)."""
     settings = job.project.delivery
-    if "m4b" not in settings.formats or not chapters:
+    if "m4b" not in settings.formats or not chapters or missing:
         return None
     p = job.project
     faults.hit("book")
     path, marks, report = m4b.export_m4b_checked(
         [Path(c["master"]) for c in chapters], [c["title"] for c in chapters],
-        job.out_dir / f"{job.project.root.name}.m4b", settings,
+        job.out_dir / book_name(job), settings,
         {"title": p.title, "author": p.author, "narrator": p.narrator, "genre": p.genre,
          "description": p.description}, p.cover, bitrate_kbps=settings.aac_bitrate_kbps)
     check = {k: v for k, v in report.to_dict().items() if k != "path"}   # the book entry has the path
     return {"path": str(path), "chapters": [{"title": c["title"], "start_ms": s, "end_ms": e}
                                             for c, (s, e) in zip(chapters, marks)],
             "check": jsonable(check)}
+
+
+def book_name(job: Job) -> str:
+    return f"{job.project.root.name}.m4b"
 
 
 def inputs_hash(project, options: RenderOptions) -> str:
@@ -138,17 +256,27 @@ def inputs_hash(project, options: RenderOptions) -> str:
         "engine": engine_identity(project, options), "software": __version__})
 
 
+def open_delivery(job: Job, started_at: str) -> None:
+    """Before the first chapter is written: move the previous manifest.json aside (a folder never
+    shows a manifest that does not describe it; a killed render leaves none)."""
+    folder.retire_manifest(job.out_dir, folder.stamp(started_at))
+
+
 def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
-                           started_at: str) -> Path:
+                           started_at: str, missing: list[str] | tuple = ()) -> Path:
+    """manifest.json, last: every chapter of the book (``chapters``, in order), the M4B, QC
+    failures delivered anyway, ``complete`` (false while chapters are ``missing``). Files the
+    pipeline made that it does not list are moved to .superseded/<run>/ first."""
     p = job.project
-    marks = {m["title"]: m for m in (book or {}).get("chapters", [])}
+    marks = (book or {}).get("chapters", [])
     chapter_entries = []
-    for c in chapters:
+    for i, c in enumerate(chapters):
         entry = {k: c[k] for k in ("id", "title", "manifest", "files", "duration_s", "measurements",
-                                   "limits", "passed", "failures")}
-        if c["title"] in marks:
-            entry |= {"start_ms": marks[c["title"]]["start_ms"], "end_ms": marks[c["title"]]["end_ms"]}
+                                   "limits", "passed", "failures", "qc_failed", "qc_failed_segments")}
+        if i < len(marks):   # the M4B's markers are in chapter order (titles may repeat)
+            entry |= {"start_ms": marks[i]["start_ms"], "end_ms": marks[i]["end_ms"]}
         chapter_entries.append(entry)
+    qc_failed = sum(c["qc_failed"] for c in chapters)
     data = {
         "schema_version": manifest.SCHEMA_VERSION, "title": p.title, "author": p.author,
         "narrator": p.narrator, "profile": p.delivery.profile, "strict": p.delivery.strict,
@@ -160,18 +288,26 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
         "software": {"name": "dia-studio", "version": __version__},
         "started_at": started_at, "finished_at": manifest.utc_now(),
         "inputs_hash": inputs_hash(p, job.options),
-        "passed": all(c["passed"] for c in chapters) and (book or {}).get("check", {}).get("passed", True),
-        "complete": True,
+        "qc_failed": qc_failed,
+        "passed": (all(c["passed"] for c in chapters) and (book or {}).get("check", {}).get("passed", True)
+                   and qc_failed == 0),
+        "complete": not missing,
+        "missing_chapters": list(missing),
     }
+    manifest.validate_project_manifest(data)
     faults.hit("project-manifest")
+    folder.supersede(job.out_dir, folder.listed_files(data), folder.stamp(started_at), book_name(job))
     path = job.out_dir / "manifest.json"
-    manifest.write_project_manifest(data, path)  # last: its presence marks a complete delivery
+    manifest.write_project_manifest(data, path)  # last: its presence marks a finished delivery
     return path
 
 
 def check_strict(job: Job, chapters: list[dict], book: dict | None = None) -> None:
-    """A strict profile fails the run when a chapter or the M4B misses it (after everything is written)."""
+    """A strict profile fails the run when a chapter or the M4B misses it, or when a segment that
+    failed QC on every attempt was delivered (after everything is written)."""
     failed = [f"{c['id']}: {', '.join(c['failures'])}" for c in chapters if not c["passed"]]
+    failed += [f"{c['id']}: {len(c['qc_failed_segments'])} segment(s) failed QC on every attempt "
+               f"({', '.join(c['qc_failed_segments'])})" for c in chapters if c.get("qc_failed_segments")]
     check = (book or {}).get("check")
     if check is not None and not check["passed"]:
         failed.append(f"{Path(book['path']).name}: {', '.join(check['failures'])}")

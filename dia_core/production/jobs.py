@@ -1,6 +1,7 @@
 """A job: one project, its plan and the render options, opened once per process; its engine and locks.
 
-Opening a job validates and plans everything and writes nothing. The engine (Dia weights are
+Opening a job validates and plans everything, checks that the output folder is new or this
+project's own (dia_core.production.folder), and writes nothing. The engine (Dia weights are
 3 GB) is loaded on first use and cached per process.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .. import faults
+from . import folder
 from ..atomic import clean_temps as _clean_temps
 from ..params import DEFAULT_REPO
 from ..script.planner import Plan, plan_project
@@ -28,11 +30,16 @@ class BusyError(Exception):
 @dataclass
 class Job:
     project: Project
-    plan: Plan
+    plan: Plan                # the chapters this run renders (options.chapters, else the project's)
     options: RenderOptions
     out_dir: Path
     store: SegmentStore
+    book: Plan | None = None  # every chapter of the delivery (a partial render rebuilds the whole book)
     _engine: Engine | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.book is None:
+            self.book = self.plan
 
     @property
     def engine(self) -> Engine:
@@ -55,14 +62,27 @@ class Job:
 
 
 def open_job(project_path: str | Path, options: RenderOptions) -> Job:
-    """Load and plan a project (raises InputError on bad input; writes nothing)."""
+    """Load and plan a project (raises InputError on bad input, and when the output folder belongs
+    to another project; writes nothing)."""
     project = load_project(project_path)
     faults.hit("plan")
     plan = plan_project(project, chapters=options.chapters)
-    out_parent = Path(options.out_dir) if options.out_dir else project.output_dir.parent
-    out_dir = out_parent / project.root.name if options.out_dir else project.output_dir
+    book = plan
+    if options.chapters is not None:
+        # The delivery is the project's chapters (its `chapters:` selection, else all) plus the
+        # selected ones: a partial render finishes the selection and rebuilds the book from all.
+        whole = None if project.chapters is None else tuple(sorted({*project.chapters, *options.chapters}))
+        if whole is None or set(whole) != {c.index for c in plan.chapters}:
+            book = plan_project(project, chapters=whole)
+    out_dir = output_dir(project, options)
+    folder.check_owner(project, out_dir)
     store = SegmentStore(Path(options.store) if options.store else project.work_dir / "store")
-    return Job(project, plan, options, out_dir, store)
+    return Job(project, plan, options, out_dir, store, book)
+
+
+def output_dir(project: Project, options: RenderOptions) -> Path:
+    """OUT/<project folder name>/ with an --out, else the project's own output_dir."""
+    return Path(options.out_dir) / project.root.name if options.out_dir else project.output_dir
 
 
 _ENGINES: dict[tuple, Engine] = {}
@@ -139,8 +159,8 @@ def clean_temps(job: Job) -> None:
     """Remove `.tmp-*` files a killed run left in the outputs and the store (under our lock)."""
     _clean_temps(job.out_dir)
     # The store may be shared with other hosts that are writing right now: only stale temps.
-    for folder in (job.store.root, job.project.work_dir):
-        _clean_temps(folder, min_age_s=3600)
+    for shared in (job.store.root, job.project.work_dir):
+        _clean_temps(shared, min_age_s=3600)
 
 
 def gpu_lock(device: str) -> FileLock:

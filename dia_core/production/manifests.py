@@ -3,7 +3,8 @@
 Schemas: dia_core/schemas/chapter-manifest.schema.json and project-manifest.schema.json (JSON
 Schema draft 2020-12; shipped as package data). Beyond the schema, ``validate_*`` checks what a
 schema cannot: segment times are ordered (end >= start, segments do not go backwards) and lie
-inside the chapter; chapter files' sha256 are lowercase hex. Non-finite floats are refused (JSON
+inside the chapter; chapter files' sha256 are lowercase hex; a project manifest is complete
+exactly when no chapter is missing, an incomplete one has no book, and its QC counts add up. Non-finite floats are refused (JSON
 has no infinities; measurements use -200 dB for "silent").
 """
 from __future__ import annotations
@@ -86,6 +87,18 @@ def validate_project_manifest(data: dict) -> None:
     ids = [c["id"] for c in data["chapters"]]
     if len(set(ids)) != len(ids):
         raise ValueError("chapters: duplicate chapter ids")
+    missing = data["missing_chapters"]
+    if data["complete"] != (not missing):
+        raise ValueError("complete must be true exactly when no chapter is missing")
+    if set(missing) & set(ids) or len(set(missing)) != len(missing):
+        raise ValueError("missing_chapters: a chapter is listed twice, or both present and missing")
+    if missing and (data["book_files"] or data.get("book")):
+        raise ValueError("an incomplete delivery has no book")
+    for i, c in enumerate(data["chapters"]):
+        if c["qc_failed"] != len(c["qc_failed_segments"]):
+            raise ValueError(f"chapters/{i}: qc_failed {c['qc_failed']} but {len(c['qc_failed_segments'])} segment ids")
+    if data["qc_failed"] != sum(c["qc_failed"] for c in data["chapters"]):
+        raise ValueError("qc_failed is not the sum of the chapters' qc_failed")
     if _when(data["finished_at"]) < _when(data["started_at"]):
         raise ValueError("finished_at is before started_at")
 

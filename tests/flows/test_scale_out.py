@@ -73,7 +73,8 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
     projects = sorted(Path(r.parameters["project"]).parent.name for r in runs)
     assert projects == ["book-a", "book-b"]  # each project exactly once
     assert all(r.state.is_completed() for r in runs)
-    assert all(r.parameters["batch_size"] == 1 for r in runs)  # engine settings reach every run
+    assert all(r.parameters["options"]["batch_size"] == 1 for r in runs)  # engine settings reach every run
+    assert all(r.parameters["options"]["out_dir"] == str(out) for r in runs)  # OUT/<folder in the catalog>/
 
     records = [json.loads(p.read_text()) for p in store.rglob("take.json")]
     by_run: dict[str, set] = {}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 NAME = "tiny-bell"
 TIMESTAMPS = ("started_at", "finished_at", "created_at")
+OWNER_FILE = ".dia-studio-owner.json"   # dia_core.production.folder: which project owns the folder
+SUPERSEDED = ".superseded"              # files a later render no longer delivers, moved aside
 
 
 def render_args(yaml: Path, out: Path, *extra) -> list:
@@ -21,12 +23,22 @@ def normalized_json(path: Path) -> dict:
 
 
 def published(out: Path) -> dict[str, Path]:
-    """Files with a final name under the project's output folder (temps excluded)."""
+    """Files with a final name under the project's output folder: the delivery. Temps are excluded,
+    and so are the ownership record (it names the project's own path, which differs between
+    copies of the fixture: checked apart, see owner) and what a render moved aside into
+    .superseded/ (a re-run after a completed render moves the old manifest.json there)."""
     root = out / NAME
     if not root.exists():
         return {}
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".tmp-")}
+    return {rel: p for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith(".tmp-")
+            and (rel := p.relative_to(root).as_posix()) != OWNER_FILE and not rel.startswith(SUPERSEDED + "/")}
+
+
+def owner(out: Path) -> str | None:
+    """The project manifest path the output folder's ownership record names."""
+    path = out / NAME / OWNER_FILE
+    return json.loads(path.read_text())["project"] if path.exists() else None
 
 
 def temps(folder: Path) -> list[Path]:

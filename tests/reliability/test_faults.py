@@ -28,7 +28,7 @@ import pytest
 
 from .conftest import Result, popen_cli, run_cli
 from .fixture import build_project
-from .outputs import NAME, Reference, published, render_args, same_as_reference, temps
+from .outputs import NAME, Reference, owner, published, render_args, same_as_reference, temps
 
 # --------------------------------------------------------------------------------------------------
 # Scenarios
@@ -175,6 +175,7 @@ def _scenario(s: Scenario, ref: Reference, env: dict, base: Path, rng_delay: flo
     for rel, p in files.items():
         same_as_reference(rel, p, ref)
     assert not temps(out), f"temp files left in the output folder: {temps(out)}"
+    assert owner(out) == str(yaml.resolve()), "the output folder's ownership record names another project"
     for d in damaged or ():
         rec = json.loads((d / "take.json").read_text())
         assert rec["audio_sha256"] == hashlib.sha256((d / "take.wav").read_bytes()).hexdigest(), \

@@ -44,7 +44,7 @@ def _chapters(job, tmp_path) -> list[dict]:
         out.append({"id": ch.id, "title": ch.title, "manifest": f"manifests/{ch.id}.json", "files": [],
                     "duration_s": round(len(y) / SR, 3), "measurements": check.measurements.to_dict(),
                     "limits": check.limits, "passed": check.passed, "failures": check.failures,
-                    "master": str(master)})
+                    "qc_failed": 0, "qc_failed_segments": [], "segments": 3, "master": str(master)})
     return out
 
 

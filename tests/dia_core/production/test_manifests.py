@@ -51,12 +51,13 @@ def project_doc(**over):
         "chapters": [{"id": "ch01", "title": "Chapter 1", "manifest": "ch01.json",
                       "files": [{"path": "ch01.mp3", "format": "mp3", "sha256": SHA, "bytes": 10, "duration_s": 9.0}],
                       "duration_s": 9.0, "start_ms": 0, "end_ms": 9000, "measurements": m,
-                      "limits": {"rms_db": {"min": -23, "max": -18}}, "passed": True, "failures": []}],
+                      "limits": {"rms_db": {"min": -23, "max": -18}}, "passed": True, "failures": [],
+                      "qc_failed": 0, "qc_failed_segments": []}],
         "book_files": [{"path": "book.m4b", "format": "m4b", "sha256": SHA, "bytes": 10}],
         "model": {"engine": "dia", "id": "nari-labs/Dia-1.6B-0626", "checksum": "sha256:" + SHA},
         "software": {"name": "dia-studio", "version": __version__},
         "started_at": "2025-01-01T10:00:00Z", "finished_at": "2025-01-01T11:00:00Z",
-        "inputs_hash": "sha256:" + SHA, "passed": True, "complete": True,
+        "inputs_hash": "sha256:" + SHA, "qc_failed": 0, "passed": True, "complete": True, "missing_chapters": [],
     }
     doc.update(over)
     return doc
@@ -95,6 +96,14 @@ def _broken_projects():
     d = project_doc(); d["profile"] = "loud"; yield d
     d = project_doc(); d["finished_at"] = "2024-12-31T00:00:00Z"; yield d
     d = project_doc(); d["chapters"][0]["limits"] = {"rms_db": {}}; yield d
+    # complete exactly when nothing is missing; an incomplete delivery has no book; QC counts add up
+    d = project_doc(); d["missing_chapters"] = ["ch02"]; yield d
+    d = project_doc(complete=False, missing_chapters=["ch02"]); yield d             # ...but a book
+    d = project_doc(complete=False, missing_chapters=["ch01"], book_files=[]); yield d   # present and missing
+    d = project_doc(); del d["qc_failed"]; yield d
+    d = project_doc(); del d["chapters"][0]["qc_failed_segments"]; yield d
+    d = project_doc(); d["chapters"][0]["qc_failed"] = 1; yield d                   # 1 but no segment ids
+    d = project_doc(); d["qc_failed"] = 2; yield d                                  # not the chapters' sum
 
 
 @pytest.mark.parametrize("doc", list(_broken_chapters()))
@@ -109,6 +118,13 @@ def test_invalid_project_manifest_raises(doc, tmp_path):
     with pytest.raises(ValueError):
         manifest.write_project_manifest(doc, tmp_path / "p.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_delivery_and_qc_failures_validate(tmp_path):
+    ch = project_doc()["chapters"][0] | {"qc_failed": 2, "qc_failed_segments": ["a1", "b2"]}
+    manifest.write_project_manifest(project_doc(chapters=[ch], qc_failed=2, passed=False, complete=False,
+                                                missing_chapters=["ch02"], book_files=[], book=None),
+                                    tmp_path / "p.json")
 
 
 def test_file_sha256_and_entry(tmp_path):
@@ -166,7 +182,8 @@ def test_end_to_end_book(speech_clips, tmp_path):
         chapters.append({"id": f"ch{ci}", "title": f"Chapter {ci + 1}", "manifest": f"ch{ci}.json",
                          "files": doc["files"], "duration_s": round(len(y) / 44100, 3),
                          "measurements": check.measurements.to_dict(), "limits": check.limits,
-                         "passed": check.passed, "failures": check.failures})
+                         "passed": check.passed, "failures": check.failures,
+                         "qc_failed": 0, "qc_failed_segments": []})
     book, bounds = export_m4b([tmp_path / f"ch{i}.flac" for i in range(2)], ["Chapter 1", "Chapter 2"],
                               tmp_path / "book.m4b", {"title": "Book", "author": "A", "narrator": "N"})
     info = probe(book)

@@ -7,7 +7,7 @@ import pytest
 
 from dia_core.production import delivery, jobs, takes
 from dia_core.production.options import RenderOptions, fast_path_mode
-from dia_core.production.engines import ReadyTakes, Take
+from dia_core.production.engines import Take
 from dia_core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[3]
