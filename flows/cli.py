@@ -44,15 +44,14 @@ from flows.server import ServerUnavailable, prefect_api   # imports no Prefect (
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
 
-def parse_chapters(value: str) -> tuple[int, ...]:
-    """argparse type for ``--chapters``: ``"1,3-4"`` -> (1, 3, 4)."""
+def parse_chapters(value: str) -> tuple[int, ...] | str:
+    """argparse type for ``--chapters``: ``"1,3-4"`` -> (1, 3, 4); ``all`` -> "all" (every chapter,
+    whatever the project's own `chapters:` selects)."""
     try:
         sel = parse_chapter_selection(value, field="--chapters")
     except InputError as e:
         raise argparse.ArgumentTypeError(e.message) from None
-    if sel is None:
-        raise argparse.ArgumentTypeError("give chapter numbers like 1,3-4")
-    return sel
+    return "all" if sel is None else sel
 
 
 # RenderOptions field -> (flag, argparse keywords). The one place a render flag is defined.
@@ -240,7 +239,7 @@ def _prefect_home(default: Path) -> None:
 
 def _report(args, state, out_dir: Path) -> int:
     if state.is_completed():
-        print(f"done: {out_dir}", file=sys.stderr)
+        print(f"done: {out_dir}{_incomplete(out_dir)}", file=sys.stderr)
         return EXIT_OK
     try:
         state.result()
@@ -258,6 +257,18 @@ def _report(args, state, out_dir: Path) -> int:
     print(f"error: the run ended {state.type.value.lower()}: {state.message}{_where(_log_failure(args))}",
           file=sys.stderr)
     return EXIT_FAILED
+
+
+def _incomplete(out_dir: Path) -> str:
+    """' (incomplete: ...)' when the delivery's manifest says chapters are missing (a partial render
+    of a book whose other chapters were never rendered or have changed since)."""
+    with contextlib.suppress(OSError, ValueError):
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        if manifest.get("complete") is False:
+            missing = manifest.get("missing_chapters") or []
+            return f" (incomplete: {len(missing)} chapter{'s' if len(missing) != 1 else ''} not rendered or " \
+                   f"out of date: {', '.join(map(str, missing))}; no M4B until all are)"
+    return ""
 
 
 # ---- logs ------------------------------------------------------------------------------------------

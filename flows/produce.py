@@ -5,6 +5,7 @@ Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 from pathlib import Path
@@ -183,9 +184,12 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
 
 
 def _artifact_key(job: jobs.Job, what: str) -> str:
-    # Artifact keys allow lowercase letters, digits and dashes only.
-    name = "".join(ch if ch.isalnum() else "-" for ch in job.project.root.name.lower())
-    return f"{name}-{what}".strip("-")[:100]
+    """<folder name>-<8 hex of the project's path>-<what>: two projects with the same folder name
+    (x/book, y/book) keep apart in the UI. Keys allow lowercase letters, digits and dashes only."""
+    name = "".join(ch if ch.isalnum() else "-" for ch in job.project.root.name.lower()).strip("-")[:60]
+    tag = hashlib.sha256(str(job.project.manifest_path.resolve()).encode()).hexdigest()[:8]
+    what = "".join(ch if ch.isalnum() else "-" for ch in what.lower())
+    return f"{name}-{tag}-{what}"[:100]
 
 
 def _segment_rows(chapter_manifest) -> list[dict]:

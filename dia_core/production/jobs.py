@@ -68,7 +68,7 @@ def open_job(project_path: str | Path, options: RenderOptions) -> Job:
     faults.hit("plan")
     plan = plan_project(project, chapters=options.chapters)
     book = plan
-    if options.chapters is not None:
+    if options.chapters not in (None, "all"):   # "all": this run renders the whole book
         # The delivery is the project's chapters (its `chapters:` selection, else all) plus the
         # selected ones: a partial render finishes the selection and rebuilds the book from all.
         whole = None if project.chapters is None else tuple(sorted({*project.chapters, *options.chapters}))

@@ -23,7 +23,7 @@ class RenderOptions:
     model: str | None = None          # HF repo id or local path; overrides the project's `model`
     codec: str | None = None          # local DAC weights; default: descript-audio-codec's download
     store: str | None = None          # segment store; share it between hosts for scale-out
-    chapters: tuple[int, ...] | None = None
+    chapters: tuple[int, ...] | str | None = None   # None: the project's `chapters:`; "all": every chapter
     device: str | None = None         # "cuda", "cuda:1", "cpu"; default cuda when available
     batch_size: int | None = None
     fast_path: str | None = None      # "off" | "static" | "inductor"; default $DIA_STUDIO_FAST_PATH, else off
@@ -33,13 +33,15 @@ class RenderOptions:
             raise InputError(f"must be at least 1, got {self.batch_size}", field="batch_size")
         if self.fast_path is not None:
             check_fast_path(self.fast_path, field="fast_path")
-        if self.chapters is not None and not isinstance(self.chapters, tuple):
+        if self.chapters is not None and not isinstance(self.chapters, (tuple, str)):
             object.__setattr__(self, "chapters", tuple(self.chapters) or None)
+        if isinstance(self.chapters, str) and self.chapters != "all":
+            raise InputError(f"must be chapter numbers or 'all', got {self.chapters!r}", field="chapters")
 
     def to_dict(self) -> dict:
         """Flow parameters (JSON): chapters as a list."""
         d = asdict(self)
-        d["chapters"] = list(self.chapters) if self.chapters else None
+        d["chapters"] = list(self.chapters) if isinstance(self.chapters, tuple) else self.chapters
         return d
 
     @classmethod

@@ -626,7 +626,7 @@ def load_project(path: str | Path) -> Project:
     chapters = None
     if "chapters" in m:
         c = m["chapters"]
-        chapters = parse_chapter_selection(c.value, file=given, line=c.line, field="chapters")
+        chapters = parse_chapter_selection(c.plain(), file=given, line=c.line, field="chapters")
 
     seed_y = m.get("seed")
     seed = 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,22 @@ def test_plan_chapter_selection(capsys):
     rc, out, err = run(capsys, "plan", BOOK, "--chapters", "9")
     assert rc == 2 and out == ""
     assert err == "error: chapters: chapter 9 does not exist (the manuscript has 3 chapters)\n"
+
+
+def test_chapters_all_as_in_yaml(capsys, tmp_path):
+    """--chapters all plans every chapter, even where the project's own `chapters:` selects fewer."""
+    rc, out, _ = run(capsys, "plan", BOOK, "--json", "--chapters", "all")
+    assert rc == 0 and len(json.loads(out)["chapters"]) == 3
+    shutil.copytree(BOOK.parent, tmp_path / "book", ignore=shutil.ignore_patterns(".dia-studio", "out"))
+    selective = tmp_path / "book" / "project.yaml"
+    selective.write_text(BOOK.read_text() + "\nchapters: [2]\n")
+    rc, out, _ = run(capsys, "plan", selective, "--json")
+    assert rc == 0 and [c["id"] for c in json.loads(out)["chapters"]] == ["chapter-02"]
+    rc, out, _ = run(capsys, "plan", selective, "--json", "--chapters", "ALL")
+    assert rc == 0 and len(json.loads(out)["chapters"]) == 3
+    args = cli.build_parser().parse_args(["render", str(selective), "--chapters", "all"])
+    assert cli.options_from_args(args).chapters == "all"
+    assert cli.options_from_args(args).to_dict()["chapters"] == "all"
 
 
 def test_bad_chapter_syntax_is_usage_error(capsys):

@@ -2,6 +2,7 @@
 resume after kill -9, and re-rendering only what an edit touched."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -85,13 +86,15 @@ def test_artifacts_and_task_names_are_visible_in_prefect(rendered):
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(like_="short-audiobook-")),
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        by_key = {a.key: a for a in artifacts}
-        assert by_key["short-audiobook-progress"].type == "progress"
-        assert float(by_key["short-audiobook-progress"].data) == 100.0
+        # keys: <folder>-<8 hex of the project's path>-<what>, so same-named projects keep apart
+        tag = hashlib.sha256(str(rendered["project"].resolve()).encode()).hexdigest()[:8]
+        by_key = {a.key.removeprefix(f"short-audiobook-{tag}-"): a for a in artifacts}
+        assert by_key["progress"].type == "progress"
+        assert float(by_key["progress"].data) == 100.0
         for cid in ("chapter-01", "chapter-02", "chapter-03"):
-            table = by_key[f"short-audiobook-{cid}"]
+            table = by_key[cid]
             assert table.type == "table" and "segment" in table.data
-        summary = by_key["short-audiobook-summary"]
+        summary = by_key["summary"]
         assert summary.type == "markdown" and "acx" in summary.data and "chapter-01" in summary.data
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         names = {t.name for t in task_runs}

@@ -542,3 +542,10 @@ def test_reference_levels(tmp_path):
     assert "project.yaml:6: voices.narrator.reference: reference clips: " in w and "at full scale" in w
     _write_ref(p, tone / np.abs(tone).max())        # peaks at full scale, not clipped
     assert load_project(p).warnings == ()
+
+
+@pytest.mark.parametrize("yaml_value,expected", [("[1, 3]", (1, 3)), ("[2]", (2,)), ("all", None), ("'1,3-4'", (1, 3, 4))])
+def test_chapters_in_yaml_as_list_string_or_all(tmp_path, yaml_value, expected):
+    """A YAML list of chapter numbers is read as numbers (it used to fail on the located values)."""
+    pr = load_project(write(tmp_path, BASE + f"chapters: {yaml_value}\n"))
+    assert pr.chapters == expected
