@@ -59,7 +59,7 @@ def read_owner(out_dir: Path) -> dict | None:
     path = Path(out_dir) / OWNER_FILE
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # no folder there (yet): a bad --out is reported apart
         return None
     except (OSError, ValueError) as e:
         raise InputError(f"unreadable ownership record ({e}); if this folder is yours, remove the file",
