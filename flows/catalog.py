@@ -16,6 +16,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
 
 from dia_core.errors import InputError
 from dia_core.production import delivery, jobs
@@ -75,8 +77,6 @@ def narrate_catalog(catalog: str, options: RenderOptions | None = None,
     todo = found["todo"]
     states = {p: "INVALID" for p in found["invalid"]}
     if deployment:
-        from prefect.deployments import run_deployment
-
         # Submit every project first so all workers of the pool get work, then wait for them.
         runs = {p: run_deployment(deployment, timeout=0, as_subflow=True, parameters={
                     "project": p, "options": project_options(catalog, p, options).to_dict()}) for p in todo}
@@ -93,8 +93,6 @@ def narrate_catalog(catalog: str, options: RenderOptions | None = None,
 
 
 def _wait(flow_run_id, poll_s: float = 2.0) -> str:
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
         while True:
             run = client.read_flow_run(flow_run_id)

@@ -14,8 +14,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 
 from dia_core.production import delivery, folder, jobs, manifests, takes
 from dia_core.production.options import ProgressFn, RenderOptions
@@ -49,15 +54,11 @@ def gpu_slot(device: str | None):
     """One GPU job at a time per device: a Prefect global concurrency limit when a server is
     configured (it shows in the UI), and always the host-local process lock. The draft engine
     (device None) uses no accelerator and takes neither."""
-    from prefect.settings import PREFECT_API_URL
-
     if device is None:
         yield
         return
     limit = contextlib.nullcontext()
     if PREFECT_API_URL.value():
-        from prefect.concurrency.sync import concurrency
-
         name = f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
         _ensure_limit(name)
         # 60 s is the server's shortest lease; a render killed with -9 loses the slot 15-75 s later
@@ -69,10 +70,6 @@ def gpu_slot(device: str | None):
 
 def _ensure_limit(name: str) -> None:
     """Create the limit (1 slot) on first use; an operator may resize or deactivate it in the UI."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
