@@ -141,11 +141,18 @@ def test_bad_out_is_refused_before_any_work(tmp_path, kind):
         assert not Path("/proc/self/no-such-dir").exists()
 
 
+def _as_foreground_job() -> None:
+    """In the child before exec: SIGINT as a terminal's foreground job has it. A test run started in
+    the background of a non-interactive shell (CI) inherits SIGINT ignored, and an ignored SIGINT
+    stays ignored across exec: Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(project: Path, out: Path, env: dict) -> subprocess.Popen:
     # Its own session, like a shell job: a Ctrl-C goes to the whole foreground process group.
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "render", str(project), "--draft", "--out", str(out)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_foreground_job)
 
 
 def _fresh_project(tmp_path: Path) -> Path:
