@@ -118,15 +118,20 @@ def samples_sha256(audio) -> str:
     """sha256 of float32 mono samples (the master's WAV bytes hold a libsndfile PEAK chunk with a
     time stamp, so its file hash differs between identical renders)."""
     a = as_float_mono(audio)
-    h = hashlib.sha256()
-    for i in range(0, len(a), 1 << 20):
-        h.update(a[i:i + (1 << 20)].astype("<f4", copy=False).tobytes())
-    return h.hexdigest()
+    return _blocks_sha256(a[i:i + _HASH_BLOCK] for i in range(0, len(a), _HASH_BLOCK))
 
 
 def master_samples_sha256(path: Path) -> str:
+    """samples_sha256 of a master WAV, read a block at a time."""
+    return _blocks_sha256(sf.blocks(str(path), blocksize=_HASH_BLOCK, dtype="float32", always_2d=False))
+
+
+_HASH_BLOCK = 1 << 20
+
+
+def _blocks_sha256(blocks) -> str:
     h = hashlib.sha256()
-    for block in sf.blocks(str(path), blocksize=1 << 20, dtype="float32", always_2d=False):
+    for block in blocks:
         h.update(as_float_mono(block).astype("<f4", copy=False).tobytes())
     return h.hexdigest()
 
