@@ -77,9 +77,11 @@ def options_from_args(args) -> RenderOptions:
     values = {name: getattr(args, name) for name in RENDER_FLAGS}
     if getattr(args, "chapters", None):
         values["chapters"] = args.chapters
-    if values["batch_size"] is not None and values["batch_size"] < 1:
-        raise InputError(f"must be at least 1, got {values['batch_size']}", field="--batch-size")
-    return RenderOptions(**values)
+    try:
+        return RenderOptions(**values)   # checks the values (one place); errors name the flag
+    except InputError as e:
+        flag = RENDER_FLAGS[e.field][0] if e.field in RENDER_FLAGS else e.field
+        raise InputError(e.message, field=flag) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
