@@ -5,6 +5,7 @@ run the Prefect flows.
     dia-studio plan PROJECT.yaml [--json] [--chapters 1,3-4]
     dia-studio render PROJECT.yaml [--draft] [--out DIR] [--chapters ...] [engine flags]
     dia-studio catalog FOLDER [--deployment produce/gpu] [engine flags]
+    dia-studio import BOOK --out DIR [--footnotes drop|read] [--include WHAT] [--cast]
 
 The render/catalog flags are generated from one table (RENDER_FLAGS) over the fields of
 dia_core.production.options.RenderOptions, and become one RenderOptions passed to the flows.
@@ -102,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("project", help="path to project.yaml")
     r.add_argument(CHAPTERS_FLAG[0], **CHAPTERS_FLAG[1])
     _add_render_flags(r)
+
+    i = sub.add_parser("import", parents=[common], help="make a project folder from an EPUB, DOCX, Markdown or text book")
+    i.add_argument("book", help="the book: .epub, .docx, .md or .txt")
+    i.add_argument("--out", required=True, help="the project folder to write (new, empty, or an earlier import of this book)")
+    i.add_argument("--footnotes", choices=("drop", "read"), default="drop", help="footnotes/endnotes: dropped, or read "
+                   "at the end of their chapter (default drop)")
+    i.add_argument("--include", action="append", default=[], metavar="WHAT",
+                   help="read something the import left out (as import.md names it); repeatable")
+    i.add_argument("--cast", action="store_true", help="attribute quoted dialogue to characters (NAME: lines)")
 
     c = sub.add_parser("catalog", parents=[common], help="render every project under a folder whose inputs changed")
     c.add_argument("catalog", help="folder searched for project.yaml files")
@@ -223,12 +233,24 @@ def cmd_catalog(args) -> int:
     return _report(args, state, Path(options.out_dir) if options.out_dir else catalog)
 
 
+def cmd_import(args) -> int:
+    from dia_core.importer import import_book  # noqa: PLC0415 - ebooklib/python-docx only for this command
+
+    result = import_book(args.book, args.out, footnotes=args.footnotes, include=args.include, cast=args.cast)
+    n = len(result.book.chapters)
+    print(f"imported: {args.book} -> {Path(args.out) / 'project.yaml'}: {n} chapter{'s' if n != 1 else ''}, "
+          f"{len(result.book.left_out)} left out, {result.attributed} attributed line(s); see "
+          f"{Path(args.out) / 'import.md'}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "validate": cmd_validate, "plan": cmd_plan, "render": cmd_render, "catalog": cmd_catalog}
+    "validate": cmd_validate, "plan": cmd_plan, "render": cmd_render, "catalog": cmd_catalog,
+    "import": cmd_import}
 
 
 def _prefect_home(default: Path) -> None:
