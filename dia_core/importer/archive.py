@@ -46,6 +46,10 @@ def _bad_name(name: str) -> str | None:
     return None
 
 
+def _an(kind: str) -> str:
+    return ("an " if kind[:1] in "AEIO" else "a ") + kind
+
+
 def open_checked_zip(path: Path, label: str, kind: str) -> zipfile.ZipFile:
     """The archive at ``path``, opened after every check above passed. ``kind`` ("EPUB", "DOCX")
     names the format in messages. The caller closes it."""
@@ -55,7 +59,7 @@ def open_checked_zip(path: Path, label: str, kind: str) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as e:
-        raise InputError(f"not a valid ZIP archive, so not a {kind} ({e})", file=label) from None
+        raise InputError(f"not a valid ZIP archive, so not {_an(kind)} ({e})", file=label) from None
     try:
         _check_entries(zf, label, kind)
     except BaseException:
