@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from .manuscript import Block, Chapter, SourceRef, parse_project_manuscripts, source_locator
+from .normalize import SpeechText
 from ..params import FRAME_RATE, MAX_DECODER_POSITIONS, MAX_DELAY, MAX_TEXT_BYTES, SamplingParams
 from .project import Project, Voice, parse_chapter_selection, prompt_frames_for
 from ..settings import ACX_MAX_MINUTES
@@ -123,6 +124,7 @@ class ChapterPlan:
     title: str
     segments: list[PlannedSegment]
     source: SourceRef
+    normalized: list[dict] = field(default_factory=list)   # {"source", "written", "spoken"} per change
 
     @property
     def est_seconds(self) -> float:
@@ -133,8 +135,11 @@ class ChapterPlan:
         return [w for s in self.segments for w in s.warnings]
 
     def to_json(self) -> dict:
-        return {"id": self.id, "index": self.index, "title": self.title, "source": self.source.to_json(),
-                "est_seconds": round(self.est_seconds, 3), "segments": [s.to_json() for s in self.segments]}
+        out = {"id": self.id, "index": self.index, "title": self.title, "source": self.source.to_json(),
+               "est_seconds": round(self.est_seconds, 3), "segments": [s.to_json() for s in self.segments]}
+        if self.normalized:   # only when there are changes, so other chapters' input hashes stay as they were
+            out["normalized"] = list(self.normalized)
+        return out
 
 
 @dataclass
@@ -295,8 +300,7 @@ class _ChapterPlanner:
         self.project = project
         self.seg = project.segmenting
         self.voices = {n: _VoiceInfo(v) for n, v in project.voices.items()}
-        self.lexicon = compile_lexicon(project.lexicon)
-        self.lexicon_spans = compile_lexicon_spans(project.lexicon) if project.lexicon else None
+        self.speech = SpeechText.for_project(project)   # the lexicon, then normalization for speech
         lo, hi = self.seg.min_seconds, self.seg.max_seconds
         self.target = lo + 0.6 * (hi - lo)
 
@@ -366,13 +370,17 @@ class _ChapterPlanner:
                 blocks[0] = Block(b0.kind, b0.voice, b0.character, b0.text, b0.source, "paragraph", b0.paragraph)
             blocks.insert(0, heading)
         pieces: list[_Piece] = []
+        normalized: list[dict] = []
         for b in blocks:
-            text = self.lexicon(b.text)
+            heading = b.paragraph == -1
+            text = self.speech.apply(b.text, heading)
             if not text:
                 raise InputError("text is empty after applying the lexicon", file=b.source.file, line=b.source.line)
+            normalized.extend({"source": b.source.to_json(), "written": c.written, "spoken": c.spoken}
+                              for c in self.speech.changes(b.text, heading))
             block_pieces = self.pieces_for_block(b, text, b.boundary, warnings)
-            if self.lexicon_spans is not None and text != b.text:
-                displays = _display_pieces(b.text, self.lexicon_spans(b.text), [p.text for p in block_pieces])
+            if self.speech.active and text != b.text:
+                displays = _display_pieces(b.text, self.speech.spans(b.text, heading), [p.text for p in block_pieces])
                 for p, d in zip(block_pieces, displays):
                     p.display = d
             pieces.extend(block_pieces)
@@ -382,7 +390,7 @@ class _ChapterPlanner:
             for i, j in self.segment_section(section):
                 segments.append(self.build(section[i:j], section[i].brk, seen))
         width = max(2, len(str(self.project_chapter_count)))
-        return ChapterPlan(f"chapter-{ch.index:0{width}d}", ch.index, ch.title, segments, ch.source)
+        return ChapterPlan(f"chapter-{ch.index:0{width}d}", ch.index, ch.title, segments, ch.source, normalized)
 
     project_chapter_count = 99
 
@@ -542,18 +550,19 @@ class _ChapterPlanner:
         )
 
 
-def estimate_chapter_seconds(project: Project, chapter: Chapter, lexicon=None) -> float:
+def estimate_chapter_seconds(project: Project, chapter: Chapter, speech: SpeechText | None = None) -> float:
     """A chapter's speech in seconds as the planner estimates it, without planning: every sentence of
     every block (lexicon applied) at its voice's chars_per_second, plus the heading when it is read
     aloud. Equal to the plan's ``ChapterPlan.est_seconds`` but for the spaces dropped where an
-    over-long sentence is cut at clauses or words. ``lexicon``: ``compile_lexicon(project.lexicon)``."""
-    lexicon = lexicon or compile_lexicon(project.lexicon)
+    over-long sentence is cut at clauses or words. ``speech``: ``SpeechText.for_project(project)``."""
+    speech = speech or SpeechText.for_project(project)
     cps = {n: v.chars_per_second for n, v in project.voices.items()}
-    spoken = [(b.voice, b.text) for b in chapter.blocks]
+    spoken = [(b.voice, b.text, False) for b in chapter.blocks]
     if project.segmenting.read_headings and chapter.has_heading and chapter.title:
         title = chapter.title if chapter.title[-1] in _TERMINAL else chapter.title + "."
-        spoken.insert(0, (project.narration_voice, title))
-    return sum(sum(len(sent) for sent in split_sentences(lexicon(text))) / cps[voice] for voice, text in spoken)
+        spoken.insert(0, (project.narration_voice, title, True))
+    return sum(sum(len(sent) for sent in split_sentences(speech.apply(text, heading))) / cps[voice]
+               for voice, text, heading in spoken)
 
 
 def read_manuscripts(project: Project) -> tuple[list[Chapter], list[str]]:
@@ -569,10 +578,10 @@ def chapter_length_warnings(project: Project, chapters: list[Chapter], where=str
     the chapter's SourceRef is shown."""
     if project.delivery.profile != "acx":
         return []
-    lexicon = compile_lexicon(project.lexicon)
+    speech = SpeechText.for_project(project)
     out = []
     for ch in chapters:
-        est = estimate_chapter_seconds(project, ch, lexicon)
+        est = estimate_chapter_seconds(project, ch, speech)
         if est > ACX_MAX_MINUTES * 60:
             out.append(f"{where(ch.source)}: chapter {ch.index} ({ch.title!r}) is about {est / 60:.1f} minutes of speech "
                        f"(estimated at the voices' chars_per_second); ACX limits files to {ACX_MAX_MINUTES} "
@@ -599,6 +608,9 @@ def plan_chapters(project: Project, chapters: list[Chapter], manuscript_warnings
     planner = _ChapterPlanner(project)
     planner.project_chapter_count = total_chapters or (max((c.index for c in chapters), default=1))
     warnings = list(project.warnings) + list(manuscript_warnings)
+    if project.normalize and planner.speech.normalizer is None:
+        warnings.append(f"{project.manifest_label}: language: text normalization for speech is English only; "
+                        f"{project.language!r} text is planned as written (set normalize: false to silence this)")
     plans = [planner.plan_chapter(ch, warnings) for ch in chapters]
     return Plan(project.title, plans, warnings)
 

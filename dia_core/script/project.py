@@ -139,6 +139,7 @@ class Project:
     raw_slots: dict[str, str | None] = field(default_factory=dict)   # {"S1": voice, "S2": voice|None}
     character_names: dict[str, str] = field(default_factory=dict)    # casefolded -> name as written in YAML
     warnings: tuple[str, ...] = ()
+    normalize: bool = True            # text normalization for speech (dia_core.script.normalize)
 
     @property
     def manifest_label(self) -> str:
@@ -171,7 +172,7 @@ def display_path(path: Path) -> str:
 
 TOP_KEYS = ("title", "author", "narrator", "genre", "description", "language", "cover",
             "manuscript", "chapters", "voices", "characters", "narrator_voice", "raw_slots",
-            "seed", "sampling", "segmenting", "lexicon", "delivery", "qc", "model", "output_dir")
+            "seed", "sampling", "segmenting", "lexicon", "delivery", "qc", "model", "output_dir", "normalize")
 VOICE_KEYS = ("reference", "transcript", "seed", "sampling", "chars_per_second", "draft_voice",
               "calibration_text")
 
@@ -725,4 +726,5 @@ def load_project(path: str | Path) -> Project:
         segmenting=segmenting, lexicon=lexicon, delivery=delivery, qc=qc, model=model, output_dir=output_dir,
         work_dir=root / ".dia-studio", raw_slots=raw_slots, character_names=character_names,
         warnings=tuple(v.warnings),
+        normalize=v.boolean(m["normalize"], "normalize") if "normalize" in m else True,
     )
