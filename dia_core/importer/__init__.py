@@ -69,6 +69,10 @@ def read_book(path: Path, label: str, *, footnotes: str = "drop", include: froze
     return read_text_book(path, label, markdown=kind == "markdown", include=include)
 
 
+def _narration(para) -> list[Line]:
+    return [Line(para.text)]
+
+
 def import_book(source: str | Path, out: str | Path, *, footnotes: str = "drop", include=(), cast: bool = False
                 ) -> ImportResult:
     """Import ``source`` into the project folder ``out``. InputError on bad input (nothing written)."""
@@ -89,20 +93,14 @@ def import_book(source: str | Path, out: str | Path, *, footnotes: str = "drop",
     notes = list(book.notes)
     rows: list[tuple] = []
     counts: dict[str, int] = {}
+    lines_of = _narration
     if cast:
         from .attribution import Attributor  # noqa: PLC0415
         attributor = Attributor(book)
-        lines_of = attributor.lines
-    else:
-        def lines_of(text):
-            return [Line(text)]
+        lines_of, counts, rows = attributor.lines, attributor.counts, attributor.rows
     w = Written()
     cover_name = f"cover{book.cover[1]}" if book.cover else None
-    manuscript = manuscript_text(book, lines_of, set(), w)
-    if cast:
-        counts, rows = attributor.counts, attributor.rows
-        manuscript = manuscript_text(book, attributor.replay, {n.casefold() for n in counts}, Written()) \
-            if counts else manuscript
+    manuscript = manuscript_text(book, lines_of, {n.casefold() for n in counts}, w)
     if w.escapes:
         notes.append(f"{w.escapes} line(s) changed so the manuscript parser reads them as text (a leading '#', "
                      "an ALL-CAPS 'WORD:' that would be a speaker, a [S1]/[S2] tag)")

@@ -72,7 +72,7 @@ def _wrap(text: str) -> list[str]:
 
 
 def manuscript_text(book: Book, lines_of, characters: set[str], w: Written) -> str:
-    """``lines_of(paragraph_text) -> list[Line]``: narration, or attributed lines with --cast."""
+    """``lines_of(para) -> list[Line]``: narration, or attributed lines with --cast."""
     chunks: list[str] = []
     for ch in book.chapters:
         title = " ".join(re.sub(r"\[(S[12])\]", r"\1", ch.title).split()).rstrip("#").strip() or "Untitled"
@@ -87,7 +87,7 @@ def manuscript_text(book: Book, lines_of, characters: set[str], w: Written) -> s
             elif p.kind == "section":
                 chunks.append("### " + _escape_line(p.text, characters, w))
             else:
-                for line in lines_of(p.text):
+                for line in lines_of(p):
                     phys = _wrap(line.text)
                     if line.speaker:
                         phys[0] = f"{line.speaker}: {phys[0]}"
