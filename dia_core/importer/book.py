@@ -31,6 +31,7 @@ MATTER_NAME_RE = [
     (re.compile(r"^index$", re.I), "index"),
     (re.compile(r"^colophon$", re.I), "colophon"),
     (re.compile(r"^(?:foot|end)?notes$", re.I), "notes"),
+    (re.compile(r"^(?:bibliography|references|works cited|further reading)$", re.I), "bibliography"),
 ]
 
 

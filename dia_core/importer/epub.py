@@ -51,6 +51,12 @@ class TocEntry:
     parent_file: str | None
 
 
+def _starts_chapter(e: TocEntry, file: str, depth: int) -> bool:
+    """A TOC entry starts a chapter when it names a whole document, sits at most ``depth`` deep, or
+    its parent entry is in another document; deeper anchors inside one document are sections."""
+    return e.fragment is None or e.depth <= depth or e.parent_file != file
+
+
 def _types(el) -> set[str]:
     return set((el.get(OPS_TYPE) or "").split()) | {r.removeprefix("doc-") for r in (el.get("role") or "").split()}
 
@@ -207,6 +213,8 @@ class _EpubReader:
         for e in toc:
             by_file.setdefault(e.file, []).append(e)
         carried: list[Para] = []   # headings of part pages, read at the start of the next chapter
+        carried_from: list[str] = []
+        depth = self.chapter_depth(toc)
         for idref, linear in self.eb.spine:
             item = self.eb.get_item_with_id(idref)
             if item is None or not isinstance(item, (epub.EpubHtml, epub.EpubNav)) and \
@@ -218,7 +226,7 @@ class _EpubReader:
             if body is None:
                 continue
             entries = by_file.get(name, [])
-            starts = [e for e in entries if e.fragment is None or e.depth == 0 or e.parent_file != name]
+            starts = [e for e in entries if _starts_chapter(e, name, depth)]
             kind, evidence = self.classify(name, body, entries, landmarks, guide, nav_files)
             words = word_count(" ".join(body.itertext()))
             if kind is None and str(linear).lower() == "no":
@@ -232,6 +240,12 @@ class _EpubReader:
             split_ids = {e.fragment: e.title for e in starts if e.fragment and e.title != file_title}
             chapters = self.document(name, body, file_title, split_ids)
             for ch in chapters:
+                kind = matter_from_name(ch.title or "") if "#" in ch.source else None
+                if kind:   # a chapter cut out of a document at a TOC anchor, named like front/back matter
+                    self.book.left_out.append(Decision(ch.source, kind, f"TOC title {ch.title!r}",
+                                                       sum(word_count(p.text) for p in ch.paras)))
+                    if ch.source not in self.include:
+                        continue
                 if ch.title is None and self.book.chapters and not (ch.paras and ch.paras[0].kind == "section"):
                     prev = self.book.chapters[-1]   # a TOC-less continuation file
                     prev.paras.extend(ch.paras)
@@ -243,12 +257,17 @@ class _EpubReader:
                 if not ch.has_text():
                     carried.append(Para("section", ch.title))
                     carried.extend(p for p in ch.paras if p.kind == "section")
-                    self.book.notes.append(f"{ch.source}: {ch.title!r} has no text of its own: its title is read "
-                                           "at the start of the next chapter")
+                    carried_from.append(f"{ch.source}: {ch.title!r}")
                     continue
+                if carried_from:
+                    self.book.notes.append(f"{'; '.join(carried_from)}: no text of its own: its title is read at the "
+                                           f"start of the next chapter ({ch.title!r})")
+                    carried_from = []
                 ch.paras[:0] = carried
                 carried = []
                 self.book.chapters.append(ch)
+        if carried_from:
+            self.book.notes.append(f"{'; '.join(carried_from)}: no text of its own, and no chapter after it: left out")
         if self.images:
             self.book.notes.append(f"{len(self.images)} image(s) skipped; alt text not read: "
                                    + "; ".join(self.images[:20]) + (" ..." if len(self.images) > 20 else ""))
@@ -259,6 +278,16 @@ class _EpubReader:
                 "dropped (read them with --footnotes read)"
             self.book.notes.append(f"{self.notes_found} footnote(s)/endnote(s) {how}")
         return self.book
+
+    @staticmethod
+    def chapter_depth(toc: list[TocEntry]) -> int:
+        """The TOC depth whose anchors still start chapters: 0 (the top level), one deeper while the
+        TOC would otherwise give the whole book as one chapter (a single top entry over everything)."""
+        depth = 0
+        max_depth = max((e.depth for e in toc), default=0)
+        while depth < max_depth and len({(e.file, e.fragment) for e in toc if _starts_chapter(e, e.file, depth)}) <= 1:
+            depth += 1
+        return depth
 
     def classify(self, name, body, entries, landmarks, guide, nav_files) -> tuple[str | None, str]:
         types = _types(body)

@@ -48,11 +48,12 @@ def _escape_line(s: str, characters: set[str], w: Written) -> str:
     if re.match(r"#+\s", s2):
         s2 = s2.lstrip("#").lstrip()
     s2 = re.sub(r"\[(S[12])\]", r"\1", s2)
-    m = DIALOGUE_RE.match(s2)
-    if m and not s2.startswith("["):
-        name = m.group("name").strip()
-        if name.casefold() in characters or (name.upper() == name and any(c.isalpha() for c in name)):
-            s2 = s2[:m.end("name")] + " -" + s2[m.end("name"):].lstrip()[1:]   # "NOTE: x" -> "NOTE - x"
+    for _ in range(8):   # "NOTE: x" -> "NOTE - x", until no speaker-looking prefix is left
+        m = DIALOGUE_RE.match(s2)
+        name = m.group("name").strip() if m and not s2.startswith("[") else ""
+        if not name or not (name.casefold() in characters or (name.upper() == name and any(c.isalpha() for c in name))):
+            break
+        s2 = s2[:m.end("name")] + " -" + s2[m.end("name"):].lstrip()[1:]
     if SCENE_RE.match(s2.strip()):
         s2 = s2.replace("*", "").replace("#", "").replace("-", " ").strip() or "."
     if s2 != s:

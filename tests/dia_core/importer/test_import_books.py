@@ -155,3 +155,24 @@ def test_deterministic_reimport_include_and_refusals(books, tmp_path, capsys):
     with pytest.raises(InputError, match="--include: 'nope.xhtml' is not something the import left out"):
         import_book(srcs["epub3"], tmp_path / "x", include=["nope.xhtml"])
     assert not (tmp_path / "x").exists()
+
+
+def test_a_book_no_one_here_wrote(tmp_path):
+    """tests/dia_core/importer/data/minimal.epub (public domain, see SOURCE.md): its two chapters, their
+    every word in the plan, its nav and copyright page left out."""
+    from lxml import etree
+    src = Path(__file__).parent / "data" / "minimal.epub"
+    assert main(["import", str(src), "--out", str(tmp_path / "p")]) == 0
+    project = load_project(tmp_path / "p" / "project.yaml")
+    assert (project.title, project.author, project.language) == ("Sample .epub Book", "Thomas Hansen", "en")
+    per_chapter, plan = _plan_words(tmp_path / "p" / "project.yaml")
+    assert [c.title for c in plan.chapters] == ["Chapter 1", "Chapter 2"]
+    import zipfile
+    with zipfile.ZipFile(src) as z:   # the reading text, read independently of the importer
+        for words, name in zip(per_chapter, ("chapter_1.xhtml", "chapter_2.xhtml")):
+            root = etree.fromstring(z.read(f"OEBPS/{name}"))
+            paras = [" ".join(p.itertext()) for p in root.iter("{http://www.w3.org/1999/xhtml}p")]
+            title = "".join(next(root.iter("{http://www.w3.org/1999/xhtml}h1")).itertext())
+            assert words == _words(title) + [w for p in paras for w in _words(p)]
+    report = (tmp_path / "p" / "import.md").read_text()
+    assert "`toc.xhtml`: table of contents" in report and "`copyright.xhtml`: copyright page" in report
