@@ -120,9 +120,18 @@ def _roman_value(s: str) -> int | None:
     return total
 
 
-PATTERN = re.compile("|".join([
+# Alternatives that need a word (URLs, e-mail, Roman numerals, abbreviations) and those that need a
+# digit or a symbol, as two patterns: each text is searched only by those its cheap triggers allow.
+_WORD_ALTS = [
     r"(?P<url>\b(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]'’”])",
     r"(?P<email>\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b)",
+    rf"(?P<kwroman>\b(?P<kw>(?i:{KEYWORD_ROMAN}))\s(?P<kr>[IVXLCDM]+)\b)",
+    rf"(?P<regnal>\b(?P<rn>{'|'.join(REGNAL)})\s(?P<rr>[IVXLCDM]+)\b)",
+    r"(?P<abbr2>\b(?P<ab>Mr|Mrs|Ms|Dr|Prof|St|Gen|Capt|Lt|Sgt|Col|Rev|Gov|Sen|Fr|Mt|Ft|Hon|Supt|Insp|Ave|Rd|Blvd|Ln|Ct"
+    r"|Sq|Pl|Hwy)\.)",
+    r"(?P<abbr>(?<!\w)(?:etc\.|e\.g\.|i\.e\.|vs\.|approx\.|Jr\.|Sr\.|Ltd\.|Inc\.|Fig\.|Vol\.|Ch\.|Dept\.|Univ\.))",
+]
+_NUMBER_ALTS = [
     rf"(?P<money>(?P<cur>[$£€¥])\s?(?P<amt>{NUM})(?:\s(?P<scale>{SCALES})\b)?)",
     r"(?P<iso>\b(?P<iy>1\d{3}|20\d{2})-(?P<im>0[1-9]|1[0-2])-(?P<id>0[1-9]|[12]\d|3[01])\b)",
     rf"(?P<mdy>\b(?P<m1>{MONTH_RE})\s(?P<d1>[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?:,?\s(?P<y1>1\d{{3}}|20\d{{2}})\b)?)",
@@ -138,15 +147,57 @@ PATTERN = re.compile("|".join([
     r"(?P<fraction>(?<![\w/])(?P<fa>\d{1,3})/(?P<fb>\d{1,3})(?![\w/]))",
     rf"(?P<unit>(?<![\w.])(?P<un>{NUM})\s?(?P<uu>{UNIT_RE})(?![\w/]))",
     rf"(?P<number>(?<![\w.,])(?P<neg>[-−](?=\d))?(?P<num>{NUM})(?![\w]|[.,]\d))",
-    rf"(?P<kwroman>\b(?P<kw>(?i:{KEYWORD_ROMAN}))\s(?P<kr>[IVXLCDM]+)\b)",
-    rf"(?P<regnal>\b(?P<rn>{'|'.join(REGNAL)})\s(?P<rr>[IVXLCDM]+)\b)",
-    r"(?P<abbr2>\b(?P<ab>Mr|Mrs|Ms|Dr|Prof|St|Gen|Capt|Lt|Sgt|Col|Rev|Gov|Sen|Fr|Mt|Ft|Hon|Supt|Insp|Ave|Rd|Blvd|Ln|Ct"
-    r"|Sq|Pl|Hwy)\.)",
-    r"(?P<abbr>(?<!\w)(?:etc\.|e\.g\.|i\.e\.|vs\.|approx\.|Jr\.|Sr\.|Ltd\.|Inc\.|Fig\.|Vol\.|Ch\.|Dept\.|Univ\.))",
     r"(?P<numsign>#(?P<ns>\d+)\b)",
     r"(?P<approx>~(?=\d))",
     r"(?P<symbol>(?<=\s)[&+=@×](?=\s)|[§©®™½¼¾⅓⅔])",
-]), re.IGNORECASE * 0)
+]
+WORD_PATTERN = re.compile("|".join(_WORD_ALTS))
+NUMBER_PATTERN = re.compile("|".join(_NUMBER_ALTS))
+_NUMBER_TRIGGER = re.compile(r"[\d$£€¥%&+=@#~§©®™½¼¾⅓⅔×]")
+_ABBR_WORDS = frozenset({*TITLES, *STREETS, *(k.rstrip(".") for k in OTHER_ABBR), "e.g", "i.e"})
+_ROMAN_AFTER = frozenset(KEYWORD_ROMAN.replace("\\", "").split("|")) | {n.lower() for n in REGNAL}
+_ROMAN_CHARS = frozenset("IVXLCDM")
+_TOKEN_RE = re.compile(r"\S+")
+# One C-speed search says whether _word_triggers needs to look at the words at all.
+_WORD_HINT_RE = re.compile(r"(?<![\w.])(?:" + "|".join(re.escape(a) for a in sorted(_ABBR_WORDS, key=len, reverse=True))
+                           + r")\.|www\.|://|@| [IVXLCDM]+\b")
+
+
+def _word_triggers(text: str) -> list[int]:
+    """Where WORD_PATTERN could match: the start of each word that is a known abbreviation, that
+    precedes a Roman numeral after a keyword or regnal name, or holds a URL or an address."""
+    out: list[int] = []
+    if not _WORD_HINT_RE.search(text):
+        return out
+    prev_start, prev = 0, ""
+    for m in _TOKEN_RE.finditer(text):
+        word = m.group()
+        if word.endswith(".") and word.strip("\"“‘'([")[:-1] in _ABBR_WORDS or "@" in word or "://" in word \
+                or word.startswith("www."):
+            out.append(m.start())
+        core = word.rstrip(".,;:!?)]’”'\"")
+        if core and _ROMAN_CHARS.issuperset(core) and prev.strip("\"“‘'([").lower() in _ROMAN_AFTER:
+            out.append(prev_start)
+        prev_start, prev = m.start(), word
+    return sorted(out)
+
+
+def _scan(pattern: re.Pattern, text: str, positions, back: int) -> list[re.Match]:
+    """``pattern``'s matches found by searching from just before each trigger position, not by
+    scanning the whole text (its many alternatives make a full scan slow on long paragraphs)."""
+    out: list[re.Match] = []
+    end = 0
+    for pos in positions:
+        if pos < end:
+            continue
+        m = pattern.search(text, max(end, pos - back))
+        if m is None:
+            break
+        out.append(m)
+        end = m.end()
+    return out
+
+
 HEADING_ROMAN_RE = re.compile(r"(?<![\w'])(?P<r>[IVXLCDM]+)(?![\w'])")
 # Words that start a new sentence after "Baker St." rather than name a saint or a doctor.
 SENTENCE_STARTERS = frozenset("The Then He She It They We I You A An But And So There This That When While In On At "
@@ -173,7 +224,17 @@ class Normalizer:
 
     def changes(self, text: str, heading: bool = False) -> list[Change]:
         out: list[Change] = []
-        for m in PATTERN.finditer(text):
+        if heading:   # short: search everything
+            found = [*NUMBER_PATTERN.finditer(text), *WORD_PATTERN.finditer(text)]
+        else:         # a month name may stand up to 10 characters before its day's digits
+            found = _scan(NUMBER_PATTERN, text, (m.start() for m in _NUMBER_TRIGGER.finditer(text)), 11)
+            found += _scan(WORD_PATTERN, text, _word_triggers(text), 0)
+        found.sort(key=lambda m: (m.start(), m.start() - m.end()))
+        taken_to = -1
+        for m in found:
+            if m.start() < taken_to:      # inside an earlier (or longer) match: the first one wins
+                continue
+            taken_to = m.end()
             spoken = self._spoken(m, text)
             if spoken is not None and spoken != m.group():
                 start, end = m.span()
@@ -363,9 +424,6 @@ def normalizer_for(language: str) -> Normalizer | None:
     return Normalizer(language) if is_english(language) else None
 
 
-_MAY_CHANGE_RE = re.compile(r"[^a-z\s]")   # all-lowercase words and spaces: nothing to normalize
-
-
 class SpeechText:
     """The lexicon and the normalizer as one rewrite: what the planner measures and Dia reads.
 
@@ -379,6 +437,8 @@ class SpeechText:
         self.normalizer = normalizer
         keys = sorted(lexicon, key=len, reverse=True)
         self.rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k) for k in keys) + r")(?!\w)") if lexicon else None
+        self._last_key: tuple | None = None
+        self._last: tuple = ([], [])
 
     @classmethod
     def for_project(cls, project) -> "SpeechText":
@@ -390,9 +450,16 @@ class SpeechText:
         return bool(self.lexicon) or self.normalizer is not None
 
     def _edits(self, s: str, heading: bool) -> tuple[list[tuple[int, int, str]], list[Change]]:
+        key = (s, heading)
+        if self._last_key == key:    # apply, spans and changes are asked for the same text in a row
+            return self._last
+        self._last_key, self._last = key, self._compute(s, heading)
+        return self._last
+
+    def _compute(self, s: str, heading: bool) -> tuple[list[tuple[int, int, str]], list[Change]]:
         edits = [(m.start(), m.end(), self.lexicon[m.group()]) for m in self.rx.finditer(s)] if self.rx else []
         norm: list[Change] = []
-        if self.normalizer is not None and _MAY_CHANGE_RE.search(s):
+        if self.normalizer is not None:
             for c in self.normalizer.changes(s, heading):
                 if not any(a < c.end and c.start < b for a, b, _ in edits):
                     norm.append(c)
