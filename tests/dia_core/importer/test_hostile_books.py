@@ -161,4 +161,5 @@ def test_all_hostile_books_in_one_process_stay_under_1_gb(hostile, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["refused"] == len(CASES), r.stderr
     assert result["maxrss_kb"] < 1024 * 1024, result      # peak resident memory of the whole run
+    print(f"\nhostile books: peak resident memory {result['maxrss_kb'] // 1024} MB for all {len(CASES)}")
     assert not list(tmp_path.iterdir())
