@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(CHAPTERS_FLAG[0], **CHAPTERS_FLAG[1])
     _add_render_flags(r)
 
-    i = sub.add_parser("import", parents=[common], help="make a project folder from an EPUB, DOCX, Markdown or text book")
+    i = sub.add_parser("import", parents=[common],
+                       help="make a project folder from an EPUB, DOCX, Markdown or text book")
     i.add_argument("book", help="the book: .epub, .docx, .md or .txt")
-    i.add_argument("--out", required=True, help="the project folder to write (new, empty, or an earlier import of this book)")
+    i.add_argument("--out", required=True,
+                   help="the project folder to write (new, empty, or an earlier import of this book)")
     i.add_argument("--footnotes", choices=("drop", "read"), default="drop", help="footnotes/endnotes: dropped, or read "
                    "at the end of their chapter (default drop)")
     i.add_argument("--include", action="append", default=[], metavar="WHAT",

@@ -49,8 +49,8 @@ def _sniff(path: Path, label: str) -> str:
             raise InputError(f"the book is {size} bytes (limit {MAX_BOOK_BYTES})", file=label)
         return "docx" if suffix == ".docx" else "epub"
     if suffix in (".epub", ".docx"):
-        raise InputError(f"not a ZIP archive, so not {'an' if suffix == '.epub' else 'a'} {suffix[1:].upper()} (it starts with {head[:4]!r})",
-                         file=label)
+        kind = "an EPUB" if suffix == ".epub" else "a DOCX"
+        raise InputError(f"not a ZIP archive, so not {kind} (it starts with {head[:4]!r})", file=label)
     if size > MAX_TEXT_BYTES:
         raise InputError(f"text file is {size} bytes (limit {MAX_TEXT_BYTES}); split the book into smaller files",
                          file=label)

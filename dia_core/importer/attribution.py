@@ -28,7 +28,8 @@ SPEECH_VERBS = ("said says asked asks replied replies answered answers whispered
                 "remarked returned retorted stammered hissed growled pleaded inquired wondered laughed sighed "
                 "corrected interrupted conceded announced declared shrugged nodded went").split()
 VERB = r"(?:" + "|".join(SPEECH_VERBS) + r")"
-NAME = r"(?:(?:Captain|Doctor|Dr\.|Mr\.|Mrs\.|Miss|Old|Aunt|Uncle|Father|Mother|Sister|Brother)\s)?[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)?"
+NAME = (r"(?:(?:Captain|Doctor|Dr\.|Mr\.|Mrs\.|Miss|Old|Aunt|Uncle|Father|Mother|Sister|Brother)\s)?"
+        r"[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)?")
 NOT_NAMES = frozenset("The He She It They I We You Then But And So There This That When While In On At After Before "
                       "His Her Its Their Our My No Yes If As What Who Why How Where Well Oh Ah Now Still Yet Even "
                       "Nobody Somebody Someone Everyone Nothing Perhaps Maybe Only Just Again Once".split())

@@ -81,7 +81,8 @@ def read_docx(path: Path, label: str, *, include: frozenset[str] = frozenset()) 
         if ch is front and not ch.has_text():
             continue
         if kind:
-            book.left_out.append(Decision(ch.title, kind, "position" if ch is front else f"heading {ch.title!r}", words))
+            evidence = "position" if ch is front else f"heading {ch.title!r}"
+            book.left_out.append(Decision(ch.title, kind, evidence, words))
             if ch.title not in include:
                 continue
         if ch.has_text():

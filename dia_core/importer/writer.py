@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..atomic import write_bytes
 from ..errors import InputError
-from ..script.manuscript import DIALOGUE_RE, SCENE_RE
+from ..script.manuscript import CONTROL_RE, DIALOGUE_RE, SCENE_RE
 from .book import Book, Para, word_count
 
 MARKER_RE = re.compile(r"^<!-- dia-studio import: source-sha256=([0-9a-f]{64}) files=([^ ]*) -->$", re.M)
@@ -44,7 +44,7 @@ class Written:
 
 
 def _escape_line(s: str, characters: set[str], w: Written) -> str:
-    s2 = s
+    s2 = CONTROL_RE.sub("", s)   # the manuscript refuses control characters
     if re.match(r"#+\s", s2):
         s2 = s2.lstrip("#").lstrip()
     s2 = re.sub(r"\[(S[12])\]", r"\1", s2)
@@ -76,7 +76,8 @@ def manuscript_text(book: Book, lines_of, characters: set[str], w: Written) -> s
     """``lines_of(para) -> list[Line]``: narration, or attributed lines with --cast."""
     chunks: list[str] = []
     for ch in book.chapters:
-        title = " ".join(re.sub(r"\[(S[12])\]", r"\1", ch.title).split()).rstrip("#").strip() or "Untitled"
+        title = " ".join(re.sub(r"\[(S[12])\]", r"\1", CONTROL_RE.sub("", ch.title)).split()).rstrip("#").strip() \
+            or "Untitled"
         chunks.append(f"# {title}")
         paras = list(ch.paras)
         if ch.notes:

@@ -73,7 +73,8 @@ CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds
 SCALES = r"thousand|million|billion|trillion"
 UNITS = {"km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
          "kg": ("kilogram", "kilograms"), "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"),
-         "oz": ("ounce", "ounces"), "ft": ("foot", "feet"), "mi": ("mile", "miles"), "mph": ("mile per hour", "miles per hour"),
+         "oz": ("ounce", "ounces"), "ft": ("foot", "feet"), "mi": ("mile", "miles"),
+         "mph": ("mile per hour", "miles per hour"),
          "km/h": ("kilometer per hour", "kilometers per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
          "°C": ("degree Celsius", "degrees Celsius"), "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
          "°": ("degree", "degrees"), "kb": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
@@ -86,7 +87,8 @@ TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Dr": "Doctor", "Prof": 
           "Hon": "Honorable", "Supt": "Superintendent", "Insp": "Inspector"}
 STREETS = {"St": "Street", "Dr": "Drive", "Ave": "Avenue", "Rd": "Road", "Blvd": "Boulevard", "Ln": "Lane",
            "Ct": "Court", "Sq": "Square", "Pl": "Place", "Hwy": "Highway"}
-OTHER_ABBR = {"etc.": "et cetera", "e.g.": "for example", "i.e.": "that is", "vs.": "versus", "approx.": "approximately",
+OTHER_ABBR = {"etc.": "et cetera", "e.g.": "for example", "i.e.": "that is", "vs.": "versus",
+              "approx.": "approximately",
               "Jr.": "Junior", "Sr.": "Senior", "Ltd.": "Limited", "Inc.": "Incorporated", "Fig.": "Figure",
               "Vol.": "Volume", "Ch.": "Chapter", "Dept.": "Department", "Univ.": "University"}
 ABBR_CAN_END = frozenset(("etc.", "Jr.", "Sr.", "Ltd.", "Inc."))   # their period may also end the sentence

@@ -176,3 +176,19 @@ def test_a_book_no_one_here_wrote(tmp_path):
             assert words == _words(title) + [w for p in paras for w in _words(p)]
     report = (tmp_path / "p" / "import.md").read_text()
     assert "`toc.xhtml`: table of contents" in report and "`copyright.xhtml`: copyright page" in report
+
+
+def test_plain_text_chapters_and_control_characters(tmp_path):
+    book = tmp_path / "tide.txt"
+    book.write_text("Tide Tables\nby C. Writer\n\nContents\n\nChapter 1\n\nThe tide came in at noon.\x01\n"
+                    "It went out again.\n\n* * *\n\nThe moon rose.\n\nCHAPTER II. The Neap\n\nNothing moved.\n")
+    out = tmp_path / "p"
+    assert main(["import", str(book), "--out", str(out)]) == 0
+    per_chapter, plan = _plan_words(out / "project.yaml")
+    assert [c.title for c in plan.chapters] == ["Chapter 1", "CHAPTER II. The Neap"]
+    assert per_chapter[0] == _words("Chapter 1 The tide came in at noon. It went out again. The moon rose.")
+    assert "(before the first heading)`: front matter" in (out / "import.md").read_text()
+    one = tmp_path / "note.txt"
+    one.write_text("Just one paragraph of text.\n")
+    assert main(["import", str(one), "--out", str(tmp_path / "q")]) == 0
+    assert (tmp_path / "q" / "manuscript.md").read_text() == "# note\n\nJust one paragraph of text.\n"
