@@ -8,11 +8,11 @@ PDF is refused: its text has no reliable reading order, paragraphs or headings t
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import file_sha256
 from .book import Book
 from .writer import Line, Written, import_report, manuscript_text, project_yaml, publish
 
@@ -89,7 +89,7 @@ def import_book(source: str | Path, out: str | Path, *, footnotes: str = "drop",
     if not book.chapters:
         raise InputError("no chapter with text found (everything was front or back matter, or empty; see "
                          "--include)", file=label)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = file_sha256(path)
     notes = list(book.notes)
     rows: list[tuple] = []
     counts: dict[str, int] = {}

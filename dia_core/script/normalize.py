@@ -201,6 +201,7 @@ def _scan(pattern: re.Pattern, text: str, positions, back: int) -> list[re.Match
 
 
 HEADING_ROMAN_RE = re.compile(r"(?<![\w'])(?P<r>[IVXLCDM]+)(?![\w'])")
+_ENDS_PHRASE_RE = re.compile(r"\s*(?:$|[.,;:!?)\]—–])")
 # Words that start a new sentence after "Baker St." rather than name a saint or a doctor.
 SENTENCE_STARTERS = frozenset("The Then He She It They We I You A An But And So There This That When While In On At "
                               "After Before His Her Its Their Our My No Yes If As".split())
@@ -348,8 +349,10 @@ class Normalizer:
             return _number((g("neg") or "") + num)
         if kind == "kwroman":
             v = _roman_value(g("kr"))
-            if v is None or (g("kr") == "I" and g("kw").lower() in ("war", "class", "type")):
-                return None if v is None else f"{g('kw')} {_card(v)}"
+            if v is None:
+                return None
+            if len(g("kr")) == 1 and g("kw")[:1].islower() and not _ENDS_PHRASE_RE.match(text, m.end()):
+                return None   # "before the war I was": the pronoun (or a letter), not a number
             return f"{g('kw')} {_card(v)}"
         if kind == "regnal":
             v = _roman_value(g("rr"))

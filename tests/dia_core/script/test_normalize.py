@@ -147,6 +147,10 @@ PAIRS = [
     ("Elizabeth II", "Elizabeth the second"),
     ("Pope Pius IX", "Pope Pius the ninth"),
     ("I think I can.", "I think I can."),
+    ("before the war I was happy", "before the war I was happy"),
+    ("in this scene I saw her", "in this scene I saw her"),
+    ("as in chapter I.", "as in chapter one."),
+    ("World War I began", "World War one began"),
     # symbols
     ("salt & pepper", "salt and pepper"),
     ("2 + 2 = 4", "two plus two equals four"),
