@@ -221,9 +221,13 @@ class _EpubReader:
                     getattr(item, "media_type", "") != "application/xhtml+xml":
                 continue
             name = item.get_name()
+            if not (item.content or b"").strip():
+                self.book.notes.append(f"{name}: an empty document in the spine: skipped")
+                continue
             root = parse_xml(item.content, self.label, name)
             body = next(root.iter("{*}body"), None)
             if body is None:
+                self.book.notes.append(f"{name}: no <body>: skipped")
                 continue
             entries = by_file.get(name, [])
             starts = [e for e in entries if _starts_chapter(e, name, depth)]
