@@ -40,6 +40,7 @@ from dia_core.production.options import RenderOptions
 from dia_core.script.planner import plan_project, read_manuscripts
 from dia_core.script.project import load_project, parse_chapter_selection
 from flows.server import ServerUnavailable, prefect_api   # imports no Prefect (PREFECT_HOME is set later)
+from flows import review_cli   # takes, retake, pin, unpin, review (issue 17)
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("catalog", help="folder searched for project.yaml files")
     c.add_argument("--deployment", help="fan projects out as runs of this deployment (e.g. produce/gpu)")
     _add_render_flags(c)
+    review_cli.add_commands(sub, common)
     return parser
 
 
@@ -228,7 +230,8 @@ def _say(message: str) -> None:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "validate": cmd_validate, "plan": cmd_plan, "render": cmd_render, "catalog": cmd_catalog}
+    "validate": cmd_validate, "plan": cmd_plan, "render": cmd_render, "catalog": cmd_catalog,
+    **review_cli.COMMANDS}
 
 
 def _prefect_home(default: Path) -> None:
