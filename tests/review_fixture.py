@@ -1,4 +1,4 @@
-"""A tiny two-voice project for the review tests: one short chapter of six one-sentence segments,
+"""A tiny two-voice project for the review tests: a short chapter of six one-sentence segments and one of two,
 seed-only voices (no reference files), MP3 only: it renders with the draft engine in seconds."""
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ MARA: Then we wait for the morning ferry.
 A gull called twice from the end of the pier.
 
 The lamp turned and the night went on.
+
+# Morning
+
+MARA: The ferry is here at last.
+
+The keeper waved from the pier.
 """
 
 PROJECT = """title: Review Test
