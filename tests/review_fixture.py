@@ -29,7 +29,7 @@ PROJECT = """title: Review Test
 author: Test Author
 manuscript: manuscript.md
 seed: 42
-sampling: {temperature: 1.3}
+sampling: {temperature: 1.3, speed_factor: 1.0}
 voices:
   narrator: {seed: 7, draft_voice: en-gb+m1, calibration_text: "The lamp is lit."}
   mara: {seed: 11, draft_voice: en-us+f2, calibration_text: "I am here."}

@@ -63,7 +63,7 @@ def studio(tmp_path_factory, prefect_api):
         time.sleep(0.02)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1500,900",
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1500,1250",
                 "--autoplay-policy=no-user-gesture-required", "--disable-dev-shm-usage"):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
