@@ -187,6 +187,7 @@ def check_output_dir(path: Path, field: str = "--out") -> None:
 def cmd_render(args) -> int:
     options = options_from_args(args)
     job = open_job(args.project, options)  # validates everything; writes nothing
+    review_cli.check_review_file(job.project.root)   # a bad review.yaml is exit 2 before any work
     check_output_dir(job.out_dir, "--out" if options.out_dir else "output_dir")
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
     _prefect_home(job.project.work_dir / "prefect")

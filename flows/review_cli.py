@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dia_core.review import actions
+from dia_core.review import decisions as dec
 from dia_core.review.listing import chapter_ids, chapter_view, open_review
 
 
@@ -43,6 +44,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     v = sub.add_parser("review", parents=[common], help="the review page: listen, approve, retake, fix (127.0.0.1)")
     where(v)
     v.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+
+
+def check_review_file(project_root) -> None:
+    """InputError (file:line) when the project's review.yaml is bad."""
+    dec.load(project_root)
 
 
 def cmd_takes(args) -> int:
