@@ -97,8 +97,8 @@ def apply_decisions(job: Job, log: Callable[[str], None] = lambda _m: None) -> A
     for sid, d in decisions.segments.items():
         if sid not in segments:
             if d.chapter is None or d.chapter in planned_chapters:
-                for what in ("pin", "retake", "text"):
-                    if getattr(d, what) is not None:
+                for what in ("pin", "retake", "text", "alternatives"):
+                    if getattr(d, what) not in (None, 0):
                         _drop(applied, log, label, sid, d.chapter, what,
                               "the segment is no longer in the manuscript (its text or speakers changed)")
             continue
