@@ -41,6 +41,7 @@ from dia_core.production.options import RenderOptions
 from dia_core.script.planner import plan_project, read_manuscripts
 from dia_core.script.project import load_project, parse_chapter_selection
 from flows.server import ServerUnavailable, prefect_api   # imports no Prefect (PREFECT_HOME is set later)
+from flows import review_cli   # takes, retake, pin, unpin, review (issue 17)
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("catalog", help="folder searched for project.yaml files")
     c.add_argument("--deployment", help="fan projects out as runs of this deployment (e.g. produce/gpu)")
     _add_render_flags(c)
+    review_cli.add_commands(sub, common)
     return parser
 
 
@@ -197,6 +199,7 @@ def check_output_dir(path: Path, field: str = "--out") -> None:
 def cmd_render(args) -> int:
     options = options_from_args(args)
     job = open_job(args.project, options)  # validates everything; writes nothing
+    review_cli.check_review_file(job.project.root)   # a bad review.yaml is exit 2 before any work
     check_output_dir(job.out_dir, "--out" if options.out_dir else "output_dir")
     job.engine  # load the model (or find espeak-ng) before the flow, so a bad --model is exit 2
     _prefect_home(job.project.work_dir / "prefect")
@@ -252,7 +255,7 @@ def _say(message: str) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "plan": cmd_plan, "render": cmd_render, "catalog": cmd_catalog,
-    "import": cmd_import}
+    "import": cmd_import, **review_cli.COMMANDS}
 
 
 def _prefect_home(default: Path) -> None:

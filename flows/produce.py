@@ -24,6 +24,7 @@ from prefect.settings import PREFECT_API_URL
 
 from dia_core.production import delivery, folder, jobs, manifests, takes
 from dia_core.production.options import ProgressFn, RenderOptions
+from dia_core.review import apply as review
 
 
 def _job(project: str, options: dict, *, fresh: bool = False) -> jobs.Job:
@@ -91,22 +92,27 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
             on_progress(done, total)
 
     prompts = takes.prepare_voices(job, log=logger.info)
+    applied = review.Applied.load(job.project.work_dir)   # review.yaml as this render applied it
     with gpu_slot(job.engine_device):
-        outcomes = takes.generate_takes(job, prompts, progress, log=logger.info)
+        outcomes = review.generate_takes(job, prompts, applied, progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
-    failed = [sid for sid, o in outcomes.items() if not o.chosen.qc["passed"]]
+    failed = [sid for sid, o in outcomes.items() if not o.chosen.qc["passed"] and "~" not in sid]
     if failed:
         logger.warning(f"{len(failed)} segment(s) failed QC on every attempt and are delivered anyway "
                        f"(see the manifest's qc_failed): {', '.join(failed)}")
-    delivery.save_book_hashes(job, prompts)  # what the chapters this run leaves alone must match
+    # what the chapters this run leaves alone must match (a pinned segment's first key is its pin)
+    delivery.save_book_hashes(job, prompts, {sid: p["take"] for sid, p in applied.pins.items()})
     return str(takes.save_outcomes(job, outcomes))
 
 
 @task(name="chapter", cache_policy=NO_CACHE)
 def chapter_task(project: str, options: dict, chapter_id: str, outcomes_path: str) -> dict:
     job = _job(project, options)
-    result = delivery.finish_chapter(job, chapter_id, takes.load_outcomes(outcomes_path))
+    outcomes = takes.load_outcomes(outcomes_path)
+    annotations = review.manifest_annotations(review.Applied.load(job.project.work_dir), outcomes,
+                                              job.chapter(chapter_id))
+    result = delivery.finish_chapter(job, chapter_id, outcomes, annotations)
     create_table_artifact(
         key=_artifact_key(job, chapter_id),
         table=_segment_rows(job.out_dir / result["manifest"]),
@@ -162,6 +168,8 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
     job = _job(project, options, fresh=True)
     lock = jobs.acquire_project_lock(job)
     try:
+        # review.yaml (pins, retakes, text fixes): applied to the plan once, recorded for the tasks
+        review.apply_decisions(job, log=get_run_logger().warning).save(job.project.work_dir)
         # The output folder is this project's (InputError if another project's, before any work).
         folder.claim(job.project, job.out_dir, started_at)
         jobs.clean_temps(job)  # temp files a killed run left behind; never published files

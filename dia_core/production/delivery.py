@@ -36,7 +36,10 @@ class DeliveryFailed(Exception):
     """A strict delivery profile was not met (the files and manifests are written and say why)."""
 
 
-def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> dict:
+def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
+                   annotations: tuple[dict, dict] = ({}, {})) -> dict:
+    """``annotations``: (segment id -> extra manifest fields, extra chapter fields), e.g. the review
+    decisions (pinned, retaken) a render applied (dia_core.review.apply.manifest_annotations)."""
     chapter = job.chapter(chapter_id)
     settings = job.project.delivery
     pieces = []
@@ -68,10 +71,10 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
             "id": s.id, "text": s.text, "display_text": s.display_text or s.text,
             "voices": dict(s.slots), "speakers": [t.character for t in s.turns],
             "boundary": s.boundary, "seed": o.chosen.seed, "attempt": o.chosen.attempt,
-            "attempts": [{"attempt": a.attempt, "seed": a.seed, "qc": a.qc} for a in o.attempts],
+            "attempts": [{"attempt": a.attempt, "seed": a.seed, "key": a.key, "qc": a.qc} for a in o.attempts],
             "sampling": s.sampling.to_dict(), "start_ms": start_ms, "end_ms": end_ms,
             "qc": {k: o.chosen.qc[k] for k in ("passed", "metrics", "failures")},
-            "source": {"file": s.source.file, "line": s.source.line}})
+            "source": {"file": s.source.file, "line": s.source.line}, **annotations[0].get(s.id, {})})
     if "vtt" in settings.captions:
         files["vtt"] = cap.write_vtt(cues, job.out_dir / f"{chapter.id}.vtt")
     if "srt" in settings.captions:
@@ -96,7 +99,7 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome]) -> d
         "inputs_hash": chapter_inputs_hash(job, chapter, [outcomes[s.id].attempts[0].key
                                                           for s in chapter.segments]),
         "master_samples_sha256": samples_sha256(audio),
-        "created_at": manifest.utc_now(), "segments": segments,
+        "created_at": manifest.utc_now(), "segments": segments, **annotations[1],
     }
     manifest.write_chapter_manifest(doc, chapter_manifest)
     return _chapter_result(job, doc, rendered=True)
@@ -153,9 +156,12 @@ def chapter_inputs_hash(job: Job, chapter, first_keys: list[str]) -> str:
         "seed": job.project.seed, "software": __version__})
 
 
-def save_book_hashes(job: Job, prompts: dict) -> Path:
-    """The inputs hash of every chapter of the book (rendered now or not), for collect_chapters."""
-    hashes = {c.id: chapter_inputs_hash(job, c, [take_key(job, s, s.seed, prompts) for s in c.segments])
+def save_book_hashes(job: Job, prompts: dict, pinned: dict[str, str] | None = None) -> Path:
+    """The inputs hash of every chapter of the book (rendered now or not), for collect_chapters.
+    ``pinned``: segment id -> the take key a review pinned (its first attempt's key)."""
+    pinned = pinned or {}
+    hashes = {c.id: chapter_inputs_hash(job, c, [pinned.get(s.id) or take_key(job, s, s.seed, prompts)
+                                                 for s in c.segments])
               for c in job.book.chapters}
     return write_json(_hashes_path(job), hashes)
 
@@ -254,7 +260,8 @@ def inputs_hash(project, options: RenderOptions) -> str:
     """Hash of everything that determines the outputs: manifest, manuscripts, references, cover,
     chapter selection, engine and software version. The catalog re-renders when it changes."""
     files = [project.manifest_path, *project.manuscripts, project.cover,
-             *[v.reference for v in project.voices.values()]]
+             *[v.reference for v in project.voices.values()],
+             *[f for f in [project.root / "review.yaml"] if f.is_file()]]   # review decisions (dia_core.review)
     return canonical_hash({
         "files": {str(Path(f).relative_to(project.root)): file_sha256(f) for f in files if f},
         "chapters": list(options.chapters) if options.chapters else None,

@@ -100,7 +100,8 @@ class DraftEngine:
             raise InputError("espeak-ng is not installed (Debian package espeak-ng); it is needed for --draft")
         self.exe = exe
         out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
-        self.version = f"{__version__}+{out.split()[3] if len(out.split()) > 3 else out.strip()}"
+        # "+seedpitch": takes depend on the seed since then (older entries sound different)
+        self.version = f"{__version__}+{out.split()[3] if len(out.split()) > 3 else out.strip()}+seedpitch"
         self.model_id = "espeak-ng"
         self.checksum = hashlib.sha256(out.encode()).hexdigest()
         names = sorted(cast)
@@ -121,14 +122,17 @@ class DraftEngine:
             voice = request.slots.get(slot)
             spoken = CUE_RE.sub(" ", text).strip()  # nonverbal cues are Dia's, espeak would read them
             if spoken:
-                pieces += [self._speak(spoken, self.voices[voice], request.sampling.temperature), gap]
+                pieces += [self._speak(spoken, self.voices[voice], request.seed), gap]
         audio = np.concatenate(pieces[:-1]) if pieces else np.zeros(SAMPLE_RATE // 2, np.float32)
         return Take(audio=audio, hit_limit=False)
 
-    def _speak(self, text: str, voice: str, _temperature: float) -> np.ndarray:
+    def _speak(self, text: str, voice: str, seed: int) -> np.ndarray:
+        # Like Dia, another seed is another read: the seed sets the pitch (espeak-ng's default is 50),
+        # so a retake or an alternative of a draft proof is audibly a different take.
+        pitch = 44 + seed % 13
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "take.wav"
-            subprocess.run([self.exe, "-v", voice, "-s", "160", "-w", str(wav), "--", text],
+            subprocess.run([self.exe, "-v", voice, "-s", "160", "-p", str(pitch), "-w", str(wav), "--", text],
                            check=True, capture_output=True)
             audio, sr = sf.read(wav, dtype="float32")
         if sr != SAMPLE_RATE:

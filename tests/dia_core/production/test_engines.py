@@ -80,3 +80,11 @@ def test_dia_engine_rejects_unknown_fast_path(dia):
 
     with pytest.raises(InputError, match="fast_path.*off, static, inductor"):
         DiaEngine(dia, fast_path="turbo")
+
+
+def test_draft_engine_seed_is_another_read(engine):
+    """Retakes and alternatives of a draft proof must be audibly other takes: the seed sets the pitch."""
+    req = lambda seed: TakeRequest("[S1] The quick brown fox.", "", {"S1": "anna", "S2": None}, seed, SamplingParams())  # noqa: E731
+    a, b, a2 = engine.generate([req(3), req(4), req(3)], {})
+    np.testing.assert_array_equal(a.audio, a2.audio)
+    assert len(a.audio) != len(b.audio) or not np.array_equal(a.audio, b.audio)
