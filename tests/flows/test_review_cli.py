@@ -49,4 +49,4 @@ def test_takes_retake_pin_unpin(planned, capsys):
     for argv in (["takes", project], ["review", project], ["render", project, "--draft"]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
-        assert f"review.yaml:3: segments.0123456789abcdef.retake.count" in err, err
+        assert "review.yaml:3: segments.0123456789abcdef.retake.count" in err, err
