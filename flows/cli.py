@@ -68,6 +68,11 @@ RENDER_FLAGS: dict[str, tuple[str, dict]] = {
                                       help="Dia decode: off (eager), static (bucketed step, CUDA graphs on a "
                                            "GPU), inductor (also torch.compile); default $DIA_STUDIO_FAST_PATH, "
                                            "else off")),
+    "shard_minutes": ("--shard-minutes", dict(type=float, help="minutes of audio per generation shard "
+                                                                "(default 20)")),
+    "shard_deployment": ("--shard-deployment", dict(help="run the generation shards as runs of this deployment "
+                                                         "(e.g. generate-shard/gpu), one per free worker of its "
+                                                         "pool; default: in this process")),
 }
 CHAPTERS_FLAG = ("--chapters", dict(type=parse_chapters, help="chapter selection, e.g. 1,3-4 (1-based)"))
 
