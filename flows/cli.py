@@ -204,6 +204,10 @@ def cmd_render(args) -> int:
 
         _log_to_file(args, job.project.work_dir / "logs")
         with prefect_api(job.project.work_dir / "logs", _say), _progress(args, job.project.title) as on_progress:
+            if options.shard_deployment:  # bad input before any work (the flow checks again, for other callers)
+                from flows.sharded import check_shard_target, check_store_writable
+                check_shard_target(options.shard_deployment)
+                check_store_writable(job.store.root)
             state = produce(project=str(Path(args.project)), options=options, on_progress=on_progress,
                             return_state=True)
         return _report(args, state, job.out_dir)
