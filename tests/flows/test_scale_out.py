@@ -40,6 +40,9 @@ LINES = [
     "So they waited by the stove and told old stories until the lamps burned low.",
     "Then the wind changed.",
 ]
+# Two chapters of eight paragraphs (about one Dia segment each): sixteen segments, four shards.
+PARAGRAPHS = [f"Day {i + 1}. {LINES[i % 12]} {LINES[(i + 5) % 12]}" for i in range(16)]
+CHAPTERS = [PARAGRAPHS[:8], PARAGRAPHS[8:]]
 
 
 def make_project(root: Path, title: str, chapters: list[list[str]]) -> Path:
@@ -123,8 +126,7 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
 
     from flows.produce import produce
 
-    chapters = [LINES[:4], LINES[4:8], LINES[8:]]
-    project = make_project(tmp_path / "sharded" / "book", "Harbour", chapters)
+    project = make_project(tmp_path / "sharded" / "book", "Harbour", CHAPTERS)
     minutes = four_shard_minutes(project)
     out = tmp_path / "out"
     render = subprocess.Popen(
@@ -135,24 +137,24 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
     # Once two shards have completed, kill the worker of the next shard that stores a take, and its
     # shard process (a host lost: neither can report anything).
     killed = None
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 300
     with get_client(sync_client=True) as client:
         while killed is None:
             assert render.poll() is None, render.stdout.read()
             assert time.monotonic() < deadline, "no shard to kill"
             runs = _shard_runs(client)
             if sum(r.state.is_completed() for r in runs) >= 2:
-                busy = {int(r.infrastructure_pid.rsplit(":", 1)[1]): r for r in runs
+                busy = {int(r.infrastructure_pid.rsplit(":", 1)[-1]): r for r in runs
                         if r.state.is_running() and r.infrastructure_pid}
                 stored = {pid for _, pid in _puts(pool["puts"])}
                 victim = next((r for pid, r in busy.items() if pid in stored), None)
                 if victim is not None:
                     host = int(victim.name.rsplit("gpu-host-", 1)[1])
                     pool["workers"][host].send_signal(signal.SIGKILL)
-                    os.kill(int(victim.infrastructure_pid.rsplit(":", 1)[1]), signal.SIGKILL)
+                    os.kill(int(victim.infrastructure_pid.rsplit(":", 1)[-1]), signal.SIGKILL)
                     killed = victim
             time.sleep(0.05)
-        output, _ = render.communicate(timeout=150)
+        output, _ = render.communicate(timeout=300)
         assert render.returncode == 0, output
         runs = _shard_runs(client)
 
@@ -170,22 +172,22 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
     delivered = out / "book"
     manifest = json.loads((delivered / "manifest.json").read_text())
     assert manifest["complete"]
-    chosen = {s["id"]: s for c in range(1, 4)
+    chosen = {s["id"]: s for c in (1, 2)
               for s in json.loads((delivered / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
-    assert len(chosen) == len(LINES)
+    assert len(chosen) == len(jobs.open_job(project, RenderOptions(draft=True)).plan.segments) >= 16
     segment_puts = {key for key, pid in puts if pid not in (render.pid,)}
     assert len(segment_puts) == sum(len(s["attempts"]) for s in chosen.values())  # one put per attempt
 
     # Byte for byte what one process renders on its own (no pool, its own store).
-    reference = make_project(tmp_path / "single" / "book", "Harbour", chapters)
+    reference = make_project(tmp_path / "single" / "book", "Harbour", CHAPTERS)
     ref_out = tmp_path / "ref-out"
     produce(project=str(reference), options=RenderOptions(draft=True, out_dir=str(ref_out),
                                                           store=str(tmp_path / "ref-store"), batch_size=1))
     files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
-    assert files == [f"chapter-0{c}.{ext}" for c in (1, 2, 3) for ext in ("mp3", "vtt")]
+    assert files == [f"chapter-0{c}.{ext}" for c in (1, 2) for ext in ("mp3", "vtt")]
     for name in files:
         assert (delivered / name).read_bytes() == (ref_out / "book" / name).read_bytes(), name
-    ref_chosen = {s["id"]: s for c in range(1, 4) for s in json.loads(
+    ref_chosen = {s["id"]: s for c in (1, 2) for s in json.loads(
         (ref_out / "book" / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
     assert {k: (v["seed"], v["attempt"]) for k, v in chosen.items()} == \
            {k: (v["seed"], v["attempt"]) for k, v in ref_chosen.items()}
