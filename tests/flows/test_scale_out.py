@@ -5,8 +5,9 @@ One book is rendered by `dia-studio render --shard-deployment generate-shard/gpu
 split into four shards, both workers take shards, one worker (and the shard it runs) is killed
 with SIGKILL mid-shard, and the render still completes: every take is generated exactly once
 (store puts counted across processes) and the delivery equals a single-process render byte for byte.
-A second, cheap part checks the catalog's fan-out of whole projects to produce/gpu, and the bad
-inputs (a deployment or pool that does not exist, a store that cannot be written)."""
+The single-worker render it is compared with is the catalog's fan-out of the same book to
+produce/gpu. A second, cheap test checks the bad inputs (a deployment or pool that does not exist,
+a store that cannot be written)."""
 from __future__ import annotations
 
 import collections
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from dia_core.errors import InputError
 from dia_core.production import jobs, shards
 from dia_core.production.options import RenderOptions
 
@@ -115,16 +117,16 @@ def _puts(path: Path) -> list[tuple[str, int]]:
             if point == "store-put"]
 
 
-def _shard_runs(client):
+def _runs(client, flow_name: str):
+    """Runs of a flow that a deployment started (the test process runs produce in-process too)."""
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
-    return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["generate-shard"])))
+    runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+    return [r for r in runs if r.deployment_id is not None]
 
 
 def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
     from prefect.client.orchestration import get_client
-
-    from flows.produce import produce
 
     project = make_project(tmp_path / "sharded" / "book", "Harbour", CHAPTERS)
     minutes = four_shard_minutes(project)
@@ -142,7 +144,7 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
         while killed is None:
             assert render.poll() is None, render.stdout.read()
             assert time.monotonic() < deadline, "no shard to kill"
-            runs = _shard_runs(client)
+            runs = _runs(client, "generate-shard")
             if sum(r.state.is_completed() for r in runs) >= 2:
                 busy = {int(r.infrastructure_pid.rsplit(":", 1)[-1]): r for r in runs
                         if r.state.is_running() and r.infrastructure_pid}
@@ -156,7 +158,7 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
             time.sleep(0.05)
         output, _ = render.communicate(timeout=300)
         assert render.returncode == 0, output
-        runs = _shard_runs(client)
+        runs = _runs(client, "generate-shard")
 
     # Four shards, all completed, on both workers; the killed one was run again (and completed).
     assert len(runs) == 4 and all(r.state.is_completed() for r in runs), [(r.name, r.state) for r in runs]
@@ -178,11 +180,19 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
     segment_puts = {key for key, pid in puts if pid not in (render.pid,)}
     assert len(segment_puts) == sum(len(s["attempts"]) for s in chosen.values())  # one put per attempt
 
-    # Byte for byte what one process renders on its own (no pool, its own store).
+    # Byte for byte what one worker renders on its own: the catalog fans the same book out as one
+    # produce/gpu run (no shards) on the surviving worker, with a store of its own.
+    from flows.catalog import narrate_catalog
+
     reference = make_project(tmp_path / "single" / "book", "Harbour", CHAPTERS)
     ref_out = tmp_path / "ref-out"
-    produce(project=str(reference), options=RenderOptions(draft=True, out_dir=str(ref_out),
-                                                          store=str(tmp_path / "ref-store"), batch_size=1))
+    options = RenderOptions(draft=True, out_dir=str(ref_out), store=str(tmp_path / "ref-store"), batch_size=1)
+    states = narrate_catalog(catalog=str(reference.parent.parent), options=options, deployment="produce/gpu")
+    assert states == {str(reference): "COMPLETED"}
+    with get_client(sync_client=True) as client:
+        [single] = _runs(client, "produce")
+    assert single.parameters["options"]["batch_size"] == 1   # engine settings reach the run
+    assert narrate_catalog(catalog=str(reference.parent.parent), options=options, deployment="produce/gpu") == {}
     files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
     assert files == [f"chapter-0{c}.{ext}" for c in (1, 2) for ext in ("mp3", "vtt")]
     for name in files:
@@ -194,21 +204,33 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
 
 
 def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.sharded import check_shard_target, check_store_writable
+
     project = make_project(tmp_path / "bad" / "book", "Bad", [LINES[:2]])
     before = len(_puts(pool["puts"]))
-
-    def render(*flags, env=pool["env"]):
-        r = subprocess.run([*CLI, "render", str(project), "--draft", "--out", str(tmp_path / "out"), *flags],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-        return r.returncode, r.stderr.strip().splitlines()
-
-    code, err = render("--shard-deployment", "generate-shard/nowhere")
-    assert code == 2 and len(err) == 1 and "deployment 'generate-shard/nowhere' not found" in err[0], err
-    code, err = render("--shard-deployment", "produce/gpu")
-    assert code == 2 and len(err) == 1 and "runs the flow 'produce', not 'generate-shard'" in err[0], err
-    blocked = tmp_path / "read-only"
-    blocked.write_text("a file where the store's folder should be")
-    code, err = render("--shard-deployment", "generate-shard/gpu", "--store", str(blocked / "store"))
-    assert code == 2 and len(err) == 1 and "the segment store cannot be written" in err[0], err
+    r = subprocess.run([*CLI, "render", str(project), "--draft", "--out", str(tmp_path / "out"),
+                        "--shard-deployment", "generate-shard/nowhere"],
+                       cwd=REPO, env=pool["env"], capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith("error: --shard-deployment: deployment 'generate-shard/nowhere' not found"), err
     assert len(_puts(pool["puts"])) == before   # nothing generated, not even a calibration
-    assert not (tmp_path / "out" / "book" / "manifest.json").exists()
+    assert not (tmp_path / "out").exists()
+
+    # The same checks, as the produce flow makes them before any generation.
+    with pytest.raises(InputError, match="runs the flow 'produce', not 'generate-shard'"):
+        check_shard_target("produce/gpu")
+    with get_client(sync_client=True) as client:   # a deployment whose work pool was deleted since
+        client.create_work_pool(WorkPoolCreate(name="dia-gone", type="process"))
+        flow_id = client.create_flow_from_name("generate-shard")
+        client.create_deployment(flow_id=flow_id, name="orphan", work_pool_name="dia-gone")
+        client.delete_work_pool("dia-gone")
+    with pytest.raises(InputError, match="generate-shard/orphan"):
+        check_shard_target("generate-shard/orphan")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    with pytest.raises(InputError, match="the segment store cannot be written"):
+        check_store_writable(blocked / "store")
