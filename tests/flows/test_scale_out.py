@@ -84,7 +84,11 @@ def pool(tmp_path_factory, prefect_api):
                DIA_STUDIO_SHARD_STALE_S="6")
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
-    run("work-pool", "create", "dia-gpu", "--type", "process", "--overwrite")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:   # `prefect work-pool create dia-gpu --type process`
+        client.create_work_pool(WorkPoolCreate(name="dia-gpu", type="process"), overwrite=True)
     run("--no-prompt", "deploy", "--all")
     workers, logs = [], []
     for i in range(2):
