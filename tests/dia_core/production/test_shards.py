@@ -73,3 +73,12 @@ def test_read_store_settles_exactly_what_a_shard_generated(tmp_path):
     assert len(settled[first.segments[0].id].attempts) == job.project.qc.max_attempts
     assert shards.ready_chapters(job, settled) == [first.id]
     assert shards.ready_chapters(job, settled, done=[first.id]) == []
+
+
+def test_shard_minutes_option_is_checked():
+    from dia_core.errors import InputError
+
+    assert RenderOptions(shard_minutes=0.5).shard_minutes == 0.5
+    for bad in (0, -1, True):
+        with pytest.raises(InputError, match="shard_minutes: must be a positive number of minutes"):
+            RenderOptions(shard_minutes=bad)
