@@ -2,7 +2,9 @@
 
 Points: plan, generate, stitch, export, manifest, ... Action by prefix: "kill@point" sends
 SIGKILL to this process (a crash with no cleanup), "oom@point" raises OutOfMemory once,
-"enospc@point" raises a full-disk OSError. Unset in production: hit() is then a dict lookup.
+"enospc@point" raises a full-disk OSError, "log@point" appends "point detail pid" to the file named
+by $DIA_STUDIO_FAULT_LOG at every hit (the scale-out test counts store puts across processes).
+Unset in production: hit() is then a dict lookup.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .errors import OutOfMemory
 _counts: dict[str, int] = {}
 
 
-def hit(point: str) -> None:
+def hit(point: str, detail: str = "") -> None:
     spec = os.environ.get("DIA_STUDIO_FAULT")
     if not spec:
         return
@@ -23,6 +25,13 @@ def hit(point: str) -> None:
         action, _, rest = item.partition("@")
         name, _, nth = rest.partition(":")
         if name != point:
+            continue
+        if action == "log":  # one short O_APPEND write: lines from many processes do not interleave
+            fd = os.open(os.environ["DIA_STUDIO_FAULT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{point} {detail} {os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
             continue
         _counts[item] = _counts.get(item, 0) + 1
         if _counts[item] != int(nth or 1):

@@ -70,6 +70,11 @@ RENDER_FLAGS: dict[str, tuple[str, dict]] = {
                                       help="Dia decode: off (eager), static (bucketed step, CUDA graphs on a "
                                            "GPU), inductor (also torch.compile); default $DIA_STUDIO_FAST_PATH, "
                                            "else off")),
+    "shard_minutes": ("--shard-minutes", dict(type=float, help="minutes of audio per generation shard "
+                                                                "(default 20)")),
+    "shard_deployment": ("--shard-deployment", dict(help="run the generation shards as runs of this deployment "
+                                                         "(e.g. generate-shard/gpu), one per free worker of its "
+                                                         "pool; default: in this process")),
 }
 CHAPTERS_FLAG = ("--chapters", dict(type=parse_chapters, help="chapter selection, e.g. 1,3-4 (1-based)"))
 
@@ -214,6 +219,10 @@ def cmd_render(args) -> int:
 
         _log_to_file(args, job.project.work_dir / "logs")
         with prefect_api(job.project.work_dir / "logs", _say), _progress(args, job.project.title) as on_progress:
+            if options.shard_deployment:  # bad input before any work (the flow checks again, for other callers)
+                from flows.sharded import check_shard_target, check_store_writable
+                check_shard_target(options.shard_deployment)
+                check_store_writable(job.store.root)
             state = produce(project=str(Path(args.project)), options=options, on_progress=on_progress,
                             return_state=True)
         return _report(args, state, job.out_dir)

@@ -4,27 +4,21 @@ Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL
 
 from dia_core.production import delivery, folder, jobs, manifests, takes
 from dia_core.production.options import ProgressFn, RenderOptions
 from dia_core.review import apply as review
+from flows import sharded
+from flows.gpu import gpu_slot  # noqa: F401  (flows.produce.gpu_slot: where tests and users found it)
 
 
 def _job(project: str, options: dict, *, fresh: bool = False) -> jobs.Job:
@@ -48,35 +42,6 @@ def plan_task(project: str, options: dict) -> list[dict]:
     for w in job.plan.warnings:
         get_run_logger().warning(w)
     return [{"id": c.id, "title": c.title, "segments": len(c.segments)} for c in job.plan.chapters]
-
-
-@contextlib.contextmanager
-def gpu_slot(device: str | None):
-    """One GPU job at a time per device: a Prefect global concurrency limit when a server is
-    configured (it shows in the UI), and always the host-local process lock. The draft engine
-    (device None) uses no accelerator and takes neither."""
-    if device is None:
-        yield
-        return
-    limit = contextlib.nullcontext()
-    if PREFECT_API_URL.value():
-        name = f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
-        _ensure_limit(name)
-        # 60 s is the server's shortest lease; a render killed with -9 loses the slot 15-75 s later
-        # (the server's lease repossessor; tests/flows/test_gpu_slot_lease.py).
-        limit = concurrency(name, occupy=1, strict=True, lease_duration=60)
-    with limit, jobs.gpu_lock(device):
-        yield
-
-
-def _ensure_limit(name: str) -> None:
-    """Create the limit (1 slot) on first use; an operator may resize or deactivate it in the UI."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 @task(name="generate-takes", cache_policy=NO_CACHE)
@@ -174,10 +139,13 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
         folder.claim(job.project, job.out_dir, started_at)
         jobs.clean_temps(job)  # temp files a killed run left behind; never published files
         planned = plan_task(project, options)
-        outcomes = generate_task(project, options, on_progress)
-        delivery.open_delivery(job, started_at)  # the old manifest.json goes aside before any file changes
-        finished = [chapter_task.with_options(task_run_name=f'{c["id"]} "{c["title"]}"')(
-                    project, options, c["id"], outcomes) for c in planned]
+        if job.options.shard_deployment:
+            finished = _generate_sharded(job, project, options, planned, started_at, on_progress)
+        else:  # in this process: all the missing takes as one shard, then every chapter
+            outcomes = generate_task(project, options, on_progress)
+            delivery.open_delivery(job, started_at)  # the old manifest.json goes aside before any file changes
+            finished = [chapter_task.with_options(task_run_name=_chapter_run_name(c))(
+                        project, options, c["id"], outcomes) for c in planned]
         book_chapters = collect_task(project, options, finished)  # + current chapters not rendered now
         chapters, missing = book_chapters["chapters"], book_chapters["missing"]
         book = book_task(project, options, chapters, missing)
@@ -186,6 +154,28 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
         return manifest
     finally:
         lock.release()
+
+
+def _generate_sharded(job: jobs.Job, project: str, options: dict, planned: list[dict], started_at: str,
+                      on_progress: ProgressFn | None) -> list[dict]:
+    """Shards on the pool (flows/sharded.py); each chapter is finished (a task of its own, here)
+    as soon as all of its takes are in the store, while the other shards still generate."""
+    futures: dict = {}
+
+    def finish(chapter_ids: list[str], outcomes_path: str) -> None:
+        if not futures:
+            delivery.open_delivery(job, started_at)  # before the first chapter file changes
+        for c in planned:
+            if c["id"] in chapter_ids:
+                futures[c["id"]] = chapter_task.with_options(task_run_name=_chapter_run_name(c)).submit(
+                    project, options, c["id"], outcomes_path)
+
+    sharded.generate_on_pool(job, project, options, finish, on_progress)
+    return [futures[c["id"]].result() for c in planned]
+
+
+def _chapter_run_name(c: dict) -> str:
+    return f'{c["id"]} "{c["title"]}"'
 
 
 def _artifact_key(job: jobs.Job, what: str) -> str:

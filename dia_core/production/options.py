@@ -27,10 +27,17 @@ class RenderOptions:
     device: str | None = None         # "cuda", "cuda:1", "cpu"; default cuda when available
     batch_size: int | None = None
     fast_path: str | None = None      # "off" | "static" | "inductor"; default $DIA_STUDIO_FAST_PATH, else off
+    shard_minutes: float | None = None     # audio per generation shard; default shards.DEFAULT_SHARD_MINUTES
+    shard_deployment: str | None = None    # "generate-shard/gpu": shards run on its work pool; None: in-process
 
     def __post_init__(self):
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
             raise InputError(f"must be at least 1, got {self.batch_size}", field="batch_size")
+        if self.shard_minutes is not None and (isinstance(self.shard_minutes, bool)
+                                               or not isinstance(self.shard_minutes, (int, float))
+                                               or not self.shard_minutes > 0):
+            raise InputError(f"must be a positive number of minutes, got {self.shard_minutes!r}",
+                             field="shard_minutes")
         if self.fast_path is not None:
             check_fast_path(self.fast_path, field="fast_path")
         if self.chapters is not None and not isinstance(self.chapters, (tuple, str)):

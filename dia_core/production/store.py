@@ -64,7 +64,7 @@ class SegmentStore:
         sf.write(buf, np.asarray(audio, dtype=np.float32), SAMPLE_RATE, format="WAV", subtype="FLOAT")
         data = buf.getvalue()
         atomic.write_bytes(d / "take.wav", data)
-        faults.hit("store-put")  # between the audio and its record: the entry must read as missing
+        faults.hit("store-put", key)  # between the audio and its record: the entry must read as missing
         record = {**record, "key": key, "audio_sha256": hashlib.sha256(data).hexdigest(),
                   "samples": int(len(audio))}
         atomic.write_json(d / "take.json", record)  # last: its presence marks a finished entry

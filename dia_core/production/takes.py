@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -130,11 +130,23 @@ def take_key(job: Job, segment, seed: int, prompts: dict[str, VoicePrompt]) -> s
         "seed": seed, "sampling": _gen_params(segment.sampling), **_engine_key(job.engine)})
 
 
+def qc_take(take, segment, qc_settings) -> dict:
+    """The QC verdict on a stored take: {"passed", "score", "metrics", "failures"}."""
+    result = check_segment(take.load_audio(), expected_seconds=segment.est_seconds,
+                           hit_limit=bool(take.record.get("hit_limit")), settings=qc_settings)
+    return {"passed": bool(result.passed), "score": float(result.score),
+            "metrics": jsonable(result.metrics), "failures": list(result.failures)}
+
+
 def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: ProgressFn | None = None,
-                   log: Callable[[str], None] = lambda _m: None) -> dict[str, Outcome]:
+                   log: Callable[[str], None] = lambda _m: None,
+                   only: Collection[str] | None = None) -> dict[str, Outcome]:
+    """Settle every segment of the plan (or the ids in ``only``: one shard) from the store,
+    generating what it lacks."""
     qc_settings = job.project.qc
-    outcomes = {s.id: Outcome(s.id, []) for s in job.plan.segments}
-    pending = list({s.id: s for s in job.plan.segments}.values())  # identical segments share takes
+    segments = [s for s in job.plan.segments if only is None or s.id in only]
+    outcomes = {s.id: Outcome(s.id, []) for s in segments}
+    pending = list({s.id: s for s in segments}.values())  # identical segments share takes
     total, settled = len(pending), 0
     if on_progress:
         on_progress(0, total)
@@ -151,10 +163,7 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
             take = job.store.get(keys[s.id])
             if take is None:
                 raise RuntimeError(f"take {keys[s.id]} vanished from the store {job.store.root}")
-            result = check_segment(take.load_audio(), expected_seconds=s.est_seconds,
-                                   hit_limit=bool(take.record.get("hit_limit")), settings=qc_settings)
-            qc = {"passed": bool(result.passed), "score": float(result.score),
-                  "metrics": jsonable(result.metrics), "failures": list(result.failures)}
+            qc = qc_take(take, s, qc_settings)
             outcomes[s.id].attempts.append(Attempt(attempt, seed, keys[s.id], qc,
                                                    generated=take.record.get("run") == _RUN_ID))
             if qc["passed"] or attempt == qc_settings.max_attempts:

@@ -195,11 +195,11 @@ def generate_takes(job: Job, prompts: dict, applied: Applied, on_progress=None,
         job._engine = loop_job._engine
     for s in job.plan.segments:
         if s.id in applied.pins:
-            outcomes[s.id] = _pinned_outcome(job, s, applied.pins[s.id]["take"])
+            outcomes[s.id] = pinned_outcome(job, s, applied.pins[s.id]["take"])
     return outcomes
 
 
-def _pinned_outcome(job: Job, segment, key: str) -> takes.Outcome:
+def pinned_outcome(job: Job, segment, key: str) -> takes.Outcome:
     take = job.store.get(key)
     if take is None:
         raise RuntimeError(f"pinned take {key} of segment {segment.id} vanished from the store {job.store.root}")

@@ -1,21 +1,56 @@
 """Scale-out as documented: the shipped prefect.yaml deployed to a process work pool, two workers
-(standing in for two GPU hosts) sharing one segment store, and the catalog fanning projects out."""
+(standing in for two GPU hosts) sharing one segment store.
+
+One book is rendered by `dia-studio render --shard-deployment generate-shard/gpu`: its takes are
+split into four shards, both workers take shards, one worker (and the shard it runs) is killed
+with SIGKILL mid-shard, and the render still completes: every take is generated exactly once
+(store puts counted across processes) and the delivery equals a single-process render byte for byte.
+The single-worker render it is compared with is the catalog's fan-out of the same book to
+produce/gpu. A second, cheap test checks the bad inputs (a deployment or pool that does not exist,
+a store that cannot be written)."""
 from __future__ import annotations
 
+import collections
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from dia_core.errors import InputError
+from dia_core.production import jobs, shards
 from dia_core.production.options import RenderOptions
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
+CLI = [sys.executable, "-m", "flows.cli"]
+LINES = [
+    "The lighthouse keeper counted the ships that passed in the night.",
+    "Rain fell on the harbour.",
+    "She wrote every name in a blue ledger that smelled of salt and tar.",
+    "Nobody answered the bell.",
+    "In the morning the fog lifted and the cliffs stood white above the water.",
+    "Gulls argued on the roof.",
+    "A letter arrived from the mainland, sealed with green wax and tied with string.",
+    "He read it twice.",
+    "The boat would come on Thursday, if the weather held and the engine did not fail.",
+    "It did not come.",
+    "So they waited by the stove and told old stories until the lamps burned low.",
+    "Then the wind changed.",
+]
+# Two chapters of eight paragraphs (about one Dia segment each): sixteen segments, four shards.
+PARAGRAPHS = [f"Day {i + 1}. {LINES[i % 12]} {LINES[(i + 5) % 12]}" for i in range(16)]
+CHAPTERS = [PARAGRAPHS[:8], PARAGRAPHS[8:]]
 
 
-def make_project(root: Path, title: str, lines: list[str]) -> Path:
+def make_project(root: Path, title: str, chapters: list[list[str]]) -> Path:
     root.mkdir(parents=True)
-    (root / "book.md").write_text(f"# {title}\n\n" + "\n\n".join(lines) + "\n")
+    text = "".join(f"# {title} {i + 1}\n\n" + "\n\n".join(lines) + "\n\n" for i, lines in enumerate(chapters))
+    (root / "book.md").write_text(text)
     (root / "project.yaml").write_text(
         f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n"
         "voices:\n  reader:\n    seed: 5\nnarrator_voice: reader\n"
@@ -23,39 +58,53 @@ def make_project(root: Path, title: str, lines: list[str]) -> Path:
     return root / "project.yaml"
 
 
-def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+def four_shard_minutes(project: Path) -> float:
+    """A --shard-minutes that splits this project's segments into exactly four shards."""
+    segments = jobs.open_job(project, RenderOptions(draft=True)).plan.segments
+    total = sum(s.est_seconds for s in segments) / 60
+    for k in range(100, 400):
+        minutes = total * k / 1000
+        if len(shards.plan_shards(segments, minutes)) == 4:
+            return minutes
+    raise AssertionError("no shard size gives four shards")
 
-    from flows.catalog import narrate_catalog
 
-    catalog, out, store = tmp_path / "catalog", tmp_path / "out", tmp_path / "shared-store"
-    make_project(catalog / "book-a", "Book A", ["The first book has a short line.", "And a second one."])
-    make_project(catalog / "book-b", "Book B", ["The second book is brief as well.", "It ends here."])
-
-    env = dict(subprocess_env, DIA_STUDIO_HOME=str(REPO), DIA_STUDIO_STORE=str(store),
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory, prefect_api):
+    """The shipped prefect.yaml deployed to a process pool `dia-gpu`, and two workers."""
+    tmp = tmp_path_factory.mktemp("scale-out")
+    store = tmp / "shared-store"
+    env = {k: v for k, v in os.environ.items() if k != "DIA_STUDIO_FAULT"}
+    env.update(PREFECT_API_URL=prefect_api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(tmp / "prefect-home"), PYTHONPATH=str(REPO),
+               DIA_STUDIO_HOME=str(REPO), DIA_STUDIO_STORE=str(store),
+               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
+               # every store put, in every process, is one line here (dia_core/faults.py)
+               DIA_STUDIO_FAULT="log@store-put", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
+               DIA_STUDIO_SHARD_STALE_S="6")
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
-    run("work-pool", "create", "dia-gpu", "--type", "process", "--overwrite")
-    run("--no-prompt", "deploy", "--all")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
 
+    with get_client(sync_client=True) as client:   # `prefect work-pool create dia-gpu --type process`
+        client.create_work_pool(WorkPoolCreate(name="dia-gpu", type="process"), overwrite=True)
+    run("--no-prompt", "deploy", "--all")
     workers, logs = [], []
     for i in range(2):
-        log = open(tmp_path / f"worker-{i}.log", "w")
-        # Each worker stands for one GPU host: its own host-local GPU lock directory.
-        lock_dir = tmp_path / f"host-{i}"
+        log = open(tmp / f"worker-{i}.log", "w")
+        lock_dir = tmp / f"host-{i}"   # each worker stands for one GPU host: its own host-local lock dir
         lock_dir.mkdir()
         workers.append(subprocess.Popen(
             [*PREFECT, "worker", "start", "--pool", "dia-gpu", "--limit", "1", "--name", f"gpu-host-{i}"],
             cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT))
         logs.append(log)
     try:
-        options = RenderOptions(draft=True, out_dir=str(out), store=str(store), batch_size=1)
-        states = narrate_catalog(catalog=str(catalog), options=options, deployment="produce/gpu")
+        yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log"}
     finally:
         for w in workers:
-            w.terminate()
+            if w.poll() is None:
+                w.terminate()
         for w in workers:
             try:
                 w.wait(timeout=20)
@@ -63,31 +112,129 @@ def test_two_workers_render_a_catalog_each_project_once(tmp_path, subprocess_env
                 w.kill()
         for log in logs:
             log.close()
-    assert set(states.values()) == {"COMPLETED"} and len(states) == 2
 
+
+def _puts(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    return [(key, int(pid)) for point, key, pid in (line.split() for line in path.read_text().splitlines())
+            if point == "store-put"]
+
+
+def _runs(client, flow_name: str):
+    """Runs of a flow that a deployment started (the test process runs produce in-process too)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+    return [r for r in runs if r.deployment_id is not None]
+
+
+def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    project = make_project(tmp_path / "sharded" / "book", "Harbour", CHAPTERS)
+    minutes = four_shard_minutes(project)
+    out = tmp_path / "out"
+    render = subprocess.Popen(
+        [*CLI, "render", str(project), "--draft", "--out", str(out), "--store", str(pool["store"]),
+         "--batch-size", "1", "--shard-minutes", f"{minutes:.6f}", "--shard-deployment", "generate-shard/gpu",
+         "--no-progress"], cwd=REPO, env=pool["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # Once two shards have completed, kill the worker of the next shard that stores a take, and its
+    # shard process (a host lost: neither can report anything).
+    killed = None
+    deadline = time.monotonic() + 300
     with get_client(sync_client=True) as client:
-        [deployment] = client.read_deployments(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["gpu"])))
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-            name=DeploymentFilterName(any_=["gpu"])))
-    projects = sorted(Path(r.parameters["project"]).parent.name for r in runs)
-    assert projects == ["book-a", "book-b"]  # each project exactly once
-    assert all(r.state.is_completed() for r in runs)
-    assert all(r.parameters["options"]["batch_size"] == 1 for r in runs)  # engine settings reach every run
-    assert all(r.parameters["options"]["out_dir"] == str(out) for r in runs)  # OUT/<folder in the catalog>/
+        while killed is None:
+            assert render.poll() is None, render.stdout.read()
+            assert time.monotonic() < deadline, "no shard to kill"
+            runs = _runs(client, "generate-shard")
+            if sum(r.state.is_completed() for r in runs) >= 2:
+                busy = {int(r.infrastructure_pid.rsplit(":", 1)[-1]): r for r in runs
+                        if r.state.is_running() and r.infrastructure_pid}
+                stored = {pid for _, pid in _puts(pool["puts"])}
+                victim = next((r for pid, r in busy.items() if pid in stored), None)
+                if victim is not None:
+                    host = int(victim.name.rsplit("gpu-host-", 1)[1])
+                    pool["workers"][host].send_signal(signal.SIGKILL)
+                    os.kill(int(victim.infrastructure_pid.rsplit(":", 1)[-1]), signal.SIGKILL)
+                    killed = victim
+            time.sleep(0.05)
+        output, _ = render.communicate(timeout=300)
+        assert render.returncode == 0, output
+        runs = _runs(client, "generate-shard")
 
-    records = [json.loads(p.read_text()) for p in store.rglob("take.json")]
-    by_run: dict[str, set] = {}
-    for r in records:
-        if r["kind"] == "segment":
-            by_run.setdefault(r["run"], set()).add(r["segment_id"])
-    assert len(by_run) == 2  # two worker processes generated, and no segment was generated twice
-    assert sum(len(v) for v in by_run.values()) == len({r["segment_id"] for r in records if r["kind"] == "segment"})
-    for name in ("book-a", "book-b"):
-        manifest = json.loads((out / name / "manifest.json").read_text())
-        assert manifest["complete"] and (out / name / "chapter-01.mp3").exists()
-    # The catalog skips projects whose inputs did not change since their last manifest.
-    again = narrate_catalog(catalog=str(catalog), options=RenderOptions(draft=True, out_dir=str(out),
-                                                                        store=str(store)),
-                            deployment="produce/gpu")
-    assert again == {}
+    # Four shards, all completed, on both workers; the killed one was run again (and completed).
+    assert len(runs) == 4 and all(r.state.is_completed() for r in runs), [(r.name, r.state) for r in runs]
+    hosts = collections.Counter(r.name.rsplit(" on ", 1)[1] for r in runs)
+    assert set(hosts) == {"gpu-host-0", "gpu-host-1"}, hosts
+    retried = next(r for r in runs if r.id == killed.id)
+    assert retried.run_count >= 2 and "rescheduled for another worker" in output
+
+    # Every take was stored exactly once, by the shards; nothing is missing.
+    puts = _puts(pool["puts"])
+    counts = collections.Counter(key for key, _ in puts)
+    assert counts and max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    delivered = out / "book"
+    manifest = json.loads((delivered / "manifest.json").read_text())
+    assert manifest["complete"]
+    chosen = {s["id"]: s for c in (1, 2)
+              for s in json.loads((delivered / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    assert len(chosen) == len(jobs.open_job(project, RenderOptions(draft=True)).plan.segments) >= 16
+    segment_puts = {key for key, pid in puts if pid not in (render.pid,)}
+    assert len(segment_puts) == sum(len(s["attempts"]) for s in chosen.values())  # one put per attempt
+
+    # Byte for byte what one worker renders on its own: the catalog fans the same book out as one
+    # produce/gpu run (no shards) on the surviving worker, with a store of its own.
+    from flows.catalog import narrate_catalog
+
+    reference = make_project(tmp_path / "single" / "book", "Harbour", CHAPTERS)
+    ref_out = tmp_path / "ref-out"
+    options = RenderOptions(draft=True, out_dir=str(ref_out), store=str(tmp_path / "ref-store"), batch_size=1)
+    states = narrate_catalog(catalog=str(reference.parent.parent), options=options, deployment="produce/gpu")
+    assert states == {str(reference): "COMPLETED"}
+    with get_client(sync_client=True) as client:
+        [single] = _runs(client, "produce")
+    assert single.parameters["options"]["batch_size"] == 1   # engine settings reach the run
+    assert narrate_catalog(catalog=str(reference.parent.parent), options=options, deployment="produce/gpu") == {}
+    files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
+    assert files == [f"chapter-0{c}.{ext}" for c in (1, 2) for ext in ("mp3", "vtt")]
+    for name in files:
+        assert (delivered / name).read_bytes() == (ref_out / "book" / name).read_bytes(), name
+    ref_chosen = {s["id"]: s for c in (1, 2) for s in json.loads(
+        (ref_out / "book" / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    assert {k: (v["seed"], v["attempt"]) for k, v in chosen.items()} == \
+           {k: (v["seed"], v["attempt"]) for k, v in ref_chosen.items()}
+
+
+def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.sharded import check_shard_target, check_store_writable
+
+    project = make_project(tmp_path / "bad" / "book", "Bad", [LINES[:2]])
+    before = len(_puts(pool["puts"]))
+    r = subprocess.run([*CLI, "render", str(project), "--draft", "--out", str(tmp_path / "out"),
+                        "--shard-deployment", "generate-shard/nowhere"],
+                       cwd=REPO, env=pool["env"], capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith("error: --shard-deployment: deployment 'generate-shard/nowhere' not found"), err
+    assert len(_puts(pool["puts"])) == before   # nothing generated, not even a calibration
+    assert not (tmp_path / "out").exists()
+
+    # The same checks, as the produce flow makes them before any generation.
+    with pytest.raises(InputError, match="runs the flow 'produce', not 'generate-shard'"):
+        check_shard_target("produce/gpu")
+    with get_client(sync_client=True) as client:   # a deployment whose work pool was deleted since
+        client.create_work_pool(WorkPoolCreate(name="dia-gone", type="process"))
+        flow_id = client.create_flow_from_name("generate-shard")
+        client.create_deployment(flow_id=flow_id, name="orphan", work_pool_name="dia-gone")
+        client.delete_work_pool("dia-gone")
+    with pytest.raises(InputError, match="generate-shard/orphan"):
+        check_shard_target("generate-shard/orphan")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    with pytest.raises(InputError, match="the segment store cannot be written"):
+        check_store_writable(blocked / "store")
