@@ -20,7 +20,10 @@ from .manifests import jsonable
 RECORD_NAME = "book.json"
 
 
-def book_inputs_hash(job, chapters: list[dict]) -> str:
+def book_inputs_hash(job, chapters: list[dict]) -> str | None:
+    """None when a chapter does not say what it was made from (then the book is always built)."""
+    if any(not c.get("inputs_hash") for c in chapters):
+        return None
     p = job.project
     return canonical_hash({
         "chapters": [[c["id"], c["title"], c["inputs_hash"]] for c in chapters],
@@ -37,6 +40,8 @@ def _record_path(job) -> Path:
 def current_book(job, path: Path, inputs_hash: str) -> dict | None:
     """The recorded build result if it was made from ``inputs_hash`` into ``path`` and the file there
     is still the one it wrote; None otherwise."""
+    if inputs_hash is None:
+        return None
     try:
         record = json.loads(_record_path(job).read_text())
         if record.get("inputs_hash") != inputs_hash or record.get("path") != str(path):
@@ -48,6 +53,8 @@ def current_book(job, path: Path, inputs_hash: str) -> dict | None:
         return None
 
 
-def remember_book(job, path: Path, inputs_hash: str, result: dict) -> None:
+def remember_book(job, path: Path, inputs_hash: str | None, result: dict) -> None:
+    if inputs_hash is None:
+        return
     write_json(_record_path(job), {"inputs_hash": inputs_hash, "path": str(path), "bytes": path.stat().st_size,
                                    "sha256": file_sha256(path), "result": result})
