@@ -144,7 +144,7 @@ class PlannedLengthEngine:
 
     def __init__(self, inner, est_seconds: dict[str, float], chars_per_second: float = 14.0):
         self.inner, self.est_seconds, self.cps = inner, est_seconds, chars_per_second
-        for name in ("name", "version", "model_id", "checksum", "default_batch_size", "fast_path", "model"):
+        for name in ("name", "version", "model_id", "checksum", "default_batch_size", "fast_path", "model", "device"):
             setattr(self, name, getattr(inner, name))
         self.start_s = self.collect_s = 0.0
         self.batches = self.takes = self.rows = 0
@@ -214,6 +214,7 @@ def run(args) -> dict:
     # Model load: once per worker process, reported apart from the flow.
     t0 = time.perf_counter()
     engine = jobs.load_engine(job.project, options)
+    engine.model  # the engine builds its model lazily; load it here, inside the timing
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     load_s = time.perf_counter() - t0

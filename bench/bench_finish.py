@@ -125,7 +125,7 @@ def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> 
     settings = _settings(profile)
     info: dict = {"stage": stage}
     t0 = time.perf_counter()
-    if stage in ("stitch", "chain", "chain-lean"):
+    if stage in ("stitch", "chain", "chain-lean", "book-chain"):
         pieces = synth_pieces(minutes, seed)
         info["pieces"] = len(pieces)
     elif stage in ("finish",):
@@ -163,6 +163,43 @@ def run_stage(stage: str, wd: Path, minutes: float, seed: int, profile: str) -> 
         info["wall_s"] = time.perf_counter() - t0
         info["measurements"] = r.measurements.to_dict()
         info["passed"] = r.passed
+    elif stage == "book-chain":   # the whole finishing chain of delivery.finish_chapter, as it runs now
+        from dataclasses import replace as _replace
+
+        from dia_core.audio import captions, tempo
+
+        book = _replace(settings, formats=("mp3", "flac"), captions=("vtt", "srt"))
+        steps = {}
+        t = time.perf_counter()
+        pieces = [stitch.StitchPiece(tempo.change_tempo(p.audio, 0.94), p.boundary, p.segment_id) for p in pieces]
+        steps["tempo"] = [time.perf_counter() - t, _maxrss_mib()]
+        t = time.perf_counter()
+        st = stitch.stitch_chapter(pieces, book, seed=seed)
+        del pieces
+        steps["stitch"] = [time.perf_counter() - t, _maxrss_mib()]
+        t = time.perf_counter()
+        audio, rep = dynamics.finish(st.audio, book, spans=st.spans)
+        spans, st = st.spans, None
+        steps["finish"] = [time.perf_counter() - t, _maxrss_mib()]
+        t = time.perf_counter()
+        files = encode.export_chapter(audio, wd / "book", book)
+        steps["export"] = [time.perf_counter() - t, _maxrss_mib()]
+        t = time.perf_counter()
+        import soundfile as sf
+        sf.write(wd / "master.wav", audio, SR, subtype="FLOAT", format="WAV")
+        cues = [captions.Cue(float(a), float(b), "narrator", f"piece {i}") for i, (a, b) in enumerate(spans)]
+        captions.write_vtt(cues, wd / "book.vtt")
+        captions.write_srt(cues, wd / "book.srt")
+        steps["master+captions"] = [time.perf_counter() - t, _maxrss_mib()]
+        t = time.perf_counter()
+        r = profiles.check_file(files["mp3"], book)
+        steps["check"] = [time.perf_counter() - t, _maxrss_mib()]
+        info["wall_s"] = time.perf_counter() - t0
+        info["steps"] = {k: [round(v[0], 2), round(v[1], 1)] for k, v in steps.items()}
+        info["samples"] = len(audio)
+        info["measurements"] = r.measurements.to_dict()
+        info["passed"] = r.passed
+        info["after"] = _loud(rep)
     elif stage in ("chain", "chain-lean"):   # delivery.finish_chapter, in one process
         lean = stage == "chain-lean"
         steps = {}
@@ -234,7 +271,7 @@ def _md(data: dict) -> str:
                          f"{st['peak_mib'] - st['input_mib']:,.0f} | {st['peak_mib'] / mib:.2f} |")
         lines.append("")
         for st in run["stages"]:
-            if st["stage"].startswith("chain"):
+            if st["stage"].startswith("chain") or st["stage"] == "book-chain":
                 lines.append(f"{st['stage']} steps (seconds, ru_maxrss MiB after the step): " + ", ".join(
                     f"{k} {v[0]:.1f} s / {v[1]:,.0f}" for k, v in st["steps"].items()))
             if st["stage"] == "finish":
@@ -258,6 +295,9 @@ def main() -> int:
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--chain", action="store_true", help="also run the whole chain in one process")
     ap.add_argument("--chain-lean", action="store_true", help="also run the chain dropping finished inputs")
+    ap.add_argument("--book-chain", action="store_true",
+                    help="also run the whole chain as a book's chapter: tempo, stitch, finish (gain, limiter), "
+                         "MP3 + FLAC, master WAV, VTT + SRT captions, check of the MP3")
     ap.add_argument("--no-save", action="store_true", help="print only")
     ap.add_argument("--workdir", help="keep the intermediate files here (default: a temp dir), so that "
                                       "stages can be run by separate invocations (e.g. --stages stitch,finish "
@@ -271,7 +311,7 @@ def main() -> int:
         return 0
 
     stages = [s for s in a.stages.split(",") if s] + (["chain"] if a.chain else []) + \
-        (["chain-lean"] if a.chain_lean else [])
+        (["chain-lean"] if a.chain_lean else []) + (["book-chain"] if a.book_chain else [])
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-finish-") as tmp:
         wd = a.workdir or tmp
@@ -294,7 +334,7 @@ def main() -> int:
     if old and a.workdir:   # same label, stages run by separate invocations: merge them by name
         names = {r["stage"] for r in results}
         results = sorted([r for r in old["stages"] if r["stage"] not in names] + results,
-                         key=lambda r: (STAGES + ("chain", "chain-lean")).index(r["stage"]))
+                         key=lambda r: (STAGES + ("chain", "chain-lean", "book-chain")).index(r["stage"]))
     samples = next((r["samples"] for r in results if "samples" in r), 0)
     if not samples and (Path(wd) / "finished.npy").exists():
         samples = len(np.load(Path(wd) / "finished.npy", mmap_mode="r"))

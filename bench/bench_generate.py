@@ -2,6 +2,7 @@
 
     GPU:   .venv/bin/python bench/bench_generate.py                      # 1.6B random bf16 weights
     CI:    .venv/bin/python bench/bench_generate.py --smoke --out /tmp/x  # CPU, tiny config, < 60 s
+    CPU:   .venv/bin/python bench/bench_generate.py --cpu   # 1.6B fp32, ours vs transformers, batch 1 and 4
 
 Weights are random (speed does not depend on their values); channel 0's EOS logit row is zeroed so
 no stream stops early and every stream decodes exactly max_new_tokens - 1 rows. tokens/s counts
@@ -169,22 +170,33 @@ def dac_overlap_row(model, batch: int, new_tokens: int, text_bytes: int, fast_pa
                 dac_x_realtime=audio_s / dec_s, two_batches_serial_s=serial_s, two_batches_pipelined_s=pipelined_s)
 
 
-def hf_model_from(model: DiaModel, device: str, dtype: torch.dtype):
+def hf_model_from(model: DiaModel, device: str, dtype: torch.dtype, share: bool = False):
+    """transformers' DiaForConditionalGeneration with our model's weights. ``share``: its parameters
+    ARE our model's tensors (renamed, assigned, never copied; built without weight init), so the two
+    engines hold one copy of the weights (6.4 GB at 1.6B fp32); our RMSNorm weights are fp32 already."""
     # The peer and the tests' layout writer: only this measurement needs them (--no-transformers).
     from transformers import DiaConfig as HFDiaConfig, DiaForConditionalGeneration
+    from transformers.initialization import no_init_weights
 
     from tests.tiny_models import to_transformers_layout
 
     hf_cfg = HFDiaConfig.from_dict(model.config.to_hf_dict("transformers"))
-    with torch.device(device):
+    with torch.device(device), (no_init_weights() if share else _nothing()):
         hf = DiaForConditionalGeneration(hf_cfg)
-    hf.to(dtype).eval()
+    if not share:
+        hf.to(dtype)
+    hf.eval()
     sd = to_transformers_layout({k: v for k, v in model.state_dict().items()})
-    missing, unexpected = hf.load_state_dict(sd, strict=False)
+    missing, unexpected = hf.load_state_dict(sd, strict=False, assign=share)
     missing = [k for k in missing if not re.search(r"rotary|inv_freq", k)]
     if missing or unexpected:
         raise RuntimeError(f"transformers weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return hf
+
+
+def _nothing():
+    import contextlib
+    return contextlib.nullcontext()
 
 
 def hf_row(hf, cfg: DiaConfig, batch: int, new_tokens: int, text_bytes: int, device: str) -> dict:
@@ -280,6 +292,9 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny config, batch 1 and 4, few rows")
+    ap.add_argument("--cpu", action="store_true",
+                    help="side by side on CPU at full Dia-1.6B size (random fp32 weights): ours vs transformers "
+                         "on the same weights and prompts, batch 1 and 4, --new-tokens decode steps (default 24)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--batch-sizes", default=None, help="comma list (default 1,8,32,64; smoke 1,4)")
     ap.add_argument("--new-tokens", type=int, default=None, help="max_new_tokens per stream (default 1024)")
@@ -293,9 +308,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     smoke = args.smoke
+    if args.cpu:
+        return side_by_side_cpu(args)
     device = "cpu" if smoke else "cuda"
     if not smoke and not torch.cuda.is_available():
-        ap.error("no CUDA device: run with --smoke on CPU")
+        ap.error("no CUDA device: run with --smoke (or --cpu) on CPU")
     dtype = torch.float32 if smoke else torch.bfloat16
     cfg = DiaConfig.tiny(dec_max_positions=128) if smoke else DiaConfig()
     batches = [int(b) for b in (args.batch_sizes or ("1,4" if smoke else "1,8,32,64")).split(",")]
@@ -369,6 +386,58 @@ def main(argv=None) -> int:
     save()
     print(markdown(result))
     print(f"wrote {stem}.json and {stem}.md")
+    return 0
+
+
+def side_by_side_cpu(args) -> int:
+    """--cpu: both engines on one copy of full-size random fp32 weights, same prompts, same number of
+    decode steps with CFG (each step runs 2 x batch decoder rows), batch 1 and 4. Ours runs in the
+    render's CPU mode (eager, fast path off, as production uses on CPU unless told otherwise)."""
+    device, dtype = "cpu", torch.float32
+    steps = args.new_tokens or 24
+    batches = [int(b) for b in (args.batch_sizes or "1,4").split(",")]
+    fast_path = args.fast_path or "off"
+    warnings.filterwarnings("ignore", message=".*exceeds the decoder.*")
+    cfg = DiaConfig()
+    t0 = time.perf_counter()
+    model = build_model(cfg, device, dtype)
+    build_s = time.perf_counter() - t0
+    hf = hf_model_from(model, device, dtype, share=True)
+    shared = {p.data_ptr() for p in hf.parameters()} & {p.data_ptr() for p in model.parameters()}
+    n_params = sum(p.numel() for p in model.parameters())
+    result = dict(smoke=False, date=dt.date.today().isoformat(), device=device_name(device), torch=torch.__version__,
+                  model=f"Dia 1.6B random weights ({n_params / 1e6:.1f}M params)", dtype="float32",
+                  fast_path=fast_path, text_bytes=args.text_bytes, new_tokens=steps + 1, rows=[], errors=[],
+                  build_s=build_s, shared_weight_tensors=len(shared), complete=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"generate-cpu-{result['date']}"
+    for b in batches:
+        # ours: max_new_tokens = steps + 1 gives `steps` decode rows per stream (BOS counts as one);
+        # transformers: max_new_tokens = steps rows after its BOS row.
+        for name, fn in (("ours", lambda: ours_row(model, b, steps + 1, args.text_bytes, fast_path, device)),
+                         ("transformers", lambda: hf_row(hf, cfg, b, steps, args.text_bytes, device))):
+            try:
+                row = fn()
+            except Exception as e:
+                result["errors"].append(f"{name} batch {b}: {type(e).__name__}: {str(e)[:300]}")
+                continue
+            result["rows"].append(row)
+            print(f"{name} batch {b}: {row['rows_per_stream']} rows/stream in {row['seconds']:.1f} s, "
+                  f"{row['tokens_per_s']:.2f} tokens/s", flush=True)
+            stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    ratios = {}
+    for b in batches:
+        by = {r["engine"]: r for r in result["rows"] if r["batch"] == b}
+        if len(by) == 2:
+            ratios[str(b)] = by["ours"]["tokens_per_s"] / by["transformers"]["tokens_per_s"]
+    result["ratio_ours_to_transformers"] = ratios
+    result["complete"] = not result["errors"]
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result) + "\n" + "\n".join(
+        f"Batch {b}: ours / transformers = {r:.2f}x tokens/s" for b, r in ratios.items()) + "\n"
+    print(md)
+    print(f"wrote {stem}.json (the .md is written by hand from it, with the command and the machine)")
     return 0
 
 

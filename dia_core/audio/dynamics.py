@@ -86,7 +86,9 @@ class _Limiter:
         # gain[m] = mean(gmin[m-w+1 .. m]); gmin[k] = min(g[k-hold-w+1 .. k+w-1])
         a = max(0, s - (w - 1) - (hold + w - 1))
         b = min(n, e + w - 1)
-        env = _true_peak_envelope(x, a, b)
+        # Oversampled only where the envelope can reach the ceiling (elsewhere g = 1 either way) or
+        # this chunk's sample peak (where its largest value can be): the same gain and peak.
+        env = _true_peak_envelope(x, a, b, floor=min(self.ceiling, float(np.abs(x[s:e]).max())))
         peak = float(env[s - a:e - a].max())
         g = np.minimum(1.0, self.ceiling / np.maximum(env, 1e-12))
         size = hold + 2 * w - 1

@@ -28,9 +28,8 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..params import SAMPLE_RATE
 from ..settings import PCM_BITS, DeliverySettings
-from ..audiofile import as_float_mono, ffmpeg_bin, read_audio, undb
-from .meter import measure
-from .profiles import profile_limits, profile_target
+from ..audiofile import as_float_mono, ffmpeg_bin, undb
+from .profiles import measure_encoded, profile_limits, profile_target
 
 __all__ = ["to_pcm", "export_chapter", "CHAPTER_FORMATS", "ffmpeg_pipe", "FFmpegError"]
 
@@ -211,7 +210,7 @@ def _lossy_gain_correction(path: Path, settings: DeliverySettings) -> float:
     about 0.26 dB quieter than its input); 0 when within 0.1 dB or when the correction would
     push the peak past the profile's limit."""
     metric, target, _ = profile_target(settings)
-    m = measure(read_audio(path))
+    m = measure_encoded(path)   # remembered: the chapter's check_file measures this same file
     delta = target - getattr(m, metric)
     if abs(delta) <= 0.1:
         return 0.0

@@ -28,7 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 import pyloudnorm
-from scipy.signal import lfilter, resample_poly
+from scipy.ndimage import maximum_filter1d
+from scipy.signal import firwin, lfilter, resample_poly
 
 from ..params import SAMPLE_RATE
 from ..audiofile import as_float_mono, db, undb
@@ -89,14 +90,25 @@ def _oversampled(x: np.ndarray, s: int, e: int, factor: int = OVERSAMPLE) -> np.
     """The 4x oversampled signal (float64) at the ``factor`` points of each sample in [s, e),
     from x[s - 64 : e + 64] (scipy ``resample_poly``, zero outside the signal)."""
     a, b = max(0, s - _TP_PAD), min(len(x), e + _TP_PAD)
-    return resample_poly(x[a:b].astype(np.float64), factor, 1)[(s - a) * factor:(e - a) * factor]
+    # the filter resample_poly designs for this factor, designed once (firwin costs ~1 ms a call)
+    return resample_poly(x[a:b].astype(np.float64), factor, 1,
+                         window=_design(factor))[(s - a) * factor:(e - a) * factor]
+
+
+@lru_cache(maxsize=4)
+def _design(factor: int) -> np.ndarray:
+    """resample_poly's own low-pass for up=factor, down=1 (before its gain of ``factor``)."""
+    h = firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0))
+    h.flags.writeable = False
+    return h
 
 
 def _true_peak_linear(x: np.ndarray) -> float:
+    """max(|x|, |4x oversampled x|): the sample peak, raised by the oversampled points only where
+    they can exceed it (``_true_peak_envelope`` with a floor)."""
     peak = _abs_max(x)
     for s, e in _chunks(len(x), CHUNK // OVERSAMPLE):
-        y = _oversampled(x, s, e)
-        peak = max(peak, float(y.max()), -float(y.min()))
+        peak = max(peak, float(_true_peak_envelope(x, s, e, floor=peak).max()))
     return peak
 
 
@@ -108,14 +120,51 @@ def true_peak(audio: np.ndarray) -> float:
     return db(_true_peak_linear(x), FLOOR_DB)
 
 
-def _true_peak_envelope(x: np.ndarray, s: int = 0, e: int | None = None) -> np.ndarray:
-    """Per-sample max |signal| over the oversampled points from sample n-1 to n+1, n in [s, e)."""
+@lru_cache(maxsize=1)
+def _overshoot_bound() -> float:
+    """An upper bound of |oversampled point| / max |x| over the filter's reach: the largest sum of
+    |taps| of one polyphase branch of resample_poly's 4x filter (the filter it designs for up=4)."""
+    h = _design(OVERSAMPLE) * OVERSAMPLE
+    return float(max(np.abs(h[p::OVERSAMPLE]).sum() for p in range(OVERSAMPLE))) * (1 + 1e-6)
+
+
+_REACH = 11          # input samples an oversampled point of sample m depends on, each side (10, +1 spare)
+_RUN_GAP = 2048      # candidate runs closer than this are oversampled as one (fewer calls)
+
+
+def _candidate_runs(x: np.ndarray, a: int, e: int, floor: float) -> list[tuple[int, int]]:
+    """Runs [r0, r1) (indices into x, within [a, e)) outside of which no oversampled point of a
+    sample can reach ``floor``: there, the largest |x| within the filter's reach times
+    ``_overshoot_bound`` is below it."""
+    lo, hi = max(0, a - _REACH), min(len(x), e + _REACH)
+    reach = maximum_filter1d(np.abs(x[lo:hi]), size=2 * _REACH + 1, mode="constant")[a - lo:e - lo]
+    mask = reach.astype(np.float64) * _overshoot_bound() >= floor
+    if not mask.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    keep = np.concatenate([[True], starts[1:] - ends[:-1] > _RUN_GAP])   # merge close runs
+    starts = starts[keep]
+    ends = np.concatenate([ends[np.flatnonzero(keep)[1:] - 1], ends[-1:]])
+    return [(a + int(r0), a + int(r1)) for r0, r1 in zip(starts, ends)]
+
+
+def _true_peak_envelope(x: np.ndarray, s: int = 0, e: int | None = None, *, floor: float | None = None) -> np.ndarray:
+    """Per-sample max |signal| over the oversampled points from sample n-1 to n+1, n in [s, e).
+
+    With ``floor``, exact wherever that value can reach ``floor``; elsewhere the samples' own |x|
+    (below the exact value, and below ``floor``): only the loud stretches are oversampled. A caller
+    that only asks where the envelope exceeds ``floor``, or its maximum when that is at least
+    ``floor``, gets the dense envelope's answer."""
     e = len(x) if e is None else e
     a = max(0, s - 1)
-    y = np.abs(_oversampled(x, a, e)).reshape(e - a, OVERSAMPLE)
     env = np.abs(x[a:e]).astype(np.float64)
-    for k in range(OVERSAMPLE):
-        np.maximum(env, y[:, k], out=env)
+    runs = [(a, e)] if floor is None else _candidate_runs(x, a, e, floor)
+    for r0, r1 in runs:
+        y = np.abs(_oversampled(x, r0, r1)).reshape(r1 - r0, OVERSAMPLE)
+        seg = env[r0 - a:r1 - a]
+        for k in range(OVERSAMPLE):
+            np.maximum(seg, y[:, k], out=seg)
     env[1:] = np.maximum(env[1:], env[:-1])
     return env[s - a:]
 

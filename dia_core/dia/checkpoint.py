@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .config import DiaConfig
 from ..errors import InputError
-from ..files import files_sha256
+from ..files import canonical_hash, file_sha256
 
 WEIGHT_PATTERNS = ("model.safetensors.index.json", "model-*-of-*.safetensors", "model.safetensors",
                    "pytorch_model.bin", "*.pth")
@@ -62,9 +62,18 @@ def load_checkpoint(source: str | Path) -> Checkpoint:
 # ---- checksum --------------------------------------------------------------------------------------
 
 def weights_checksum(files: list[Path]) -> str:
-    """The model checksum: sha256 over the weight files' bytes in load order. Segment store keys
-    include it, so it must stay this exact digest."""
-    return files_sha256(files)
+    """The model checksum (segment store keys include it): a single weight file's sha256 (so the
+    keys of single-file checkpoints such as Dia-1.6B-0626 are those of earlier versions), and for
+    several files the canonical hash of their (name, sha256) in load order. Built from per-file
+    hashes so that dia_core.dia.identity can find it from the hub's LFS metadata or a memo."""
+    return combine_file_hashes([(Path(f).name, file_sha256(f)) for f in files])
+
+
+def combine_file_hashes(named: list[tuple[str, str]]) -> str:
+    """weights_checksum from (file name, sha256) pairs in load order."""
+    if len(named) == 1:
+        return named[0][1]
+    return canonical_hash({"weight_files": [[name, sha] for name, sha in named]})
 
 
 def checkpoint_checksum(source: str | Path) -> str:

@@ -24,7 +24,7 @@ from ..atomic import write_json
 from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
 from ..params import SAMPLE_RATE
-from . import folder
+from . import book_reuse, folder
 from . import manifests as manifest
 from .manifests import jsonable
 from .jobs import Job, engine_identity
@@ -39,8 +39,14 @@ class DeliveryFailed(Exception):
 def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
                    annotations: tuple[dict, dict] = ({}, {})) -> dict:
     """``annotations``: (segment id -> extra manifest fields, extra chapter fields), e.g. the review
-    decisions (pinned, retaken) a render applied (dia_core.review.apply.manifest_annotations)."""
+    decisions (pinned, retaken) a render applied (dia_core.review.apply.manifest_annotations).
+    A chapter whose delivered files and manifest already record these inputs (reuse_chapter) is not
+    finished again."""
     chapter = job.chapter(chapter_id)
+    current = reuse_chapter(job, chapter, chapter_inputs_hash(
+        job, chapter, [outcomes[s.id].attempts[0].key for s in chapter.segments]))
+    if current is not None:
+        return current
     settings = job.project.delivery
     pieces = []
     for s in chapter.segments:
@@ -240,16 +246,22 @@ def export_book(job: Job, chapters: list[dict], missing: list[str] | tuple = ())
     if "m4b" not in settings.formats or not chapters or missing:
         return None
     p = job.project
+    target, inputs = job.out_dir / book_name(job), book_reuse.book_inputs_hash(job, chapters)
+    kept = book_reuse.current_book(job, target, inputs)   # no chapter changed: the M4B is current
+    if kept is not None:
+        return kept
     faults.hit("book")
     path, marks, report = m4b.export_m4b_checked(
         [Path(c["master"]) for c in chapters], [c["title"] for c in chapters],
-        job.out_dir / book_name(job), settings,
+        target, settings,
         {"title": p.title, "author": p.author, "narrator": p.narrator, "genre": p.genre,
          "description": p.description}, p.cover, bitrate_kbps=settings.aac_bitrate_kbps)
     check = {k: v for k, v in report.to_dict().items() if k != "path"}   # the book entry has the path
-    return {"path": str(path), "chapters": [{"title": c["title"], "start_ms": s, "end_ms": e}
-                                            for c, (s, e) in zip(chapters, marks)],
-            "check": jsonable(check)}
+    result = {"path": str(path), "chapters": [{"title": c["title"], "start_ms": s, "end_ms": e}
+                                              for c, (s, e) in zip(chapters, marks)],
+              "check": jsonable(check)}
+    book_reuse.remember_book(job, Path(path), inputs, result)
+    return result
 
 
 def book_name(job: Job) -> str:

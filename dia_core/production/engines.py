@@ -13,7 +13,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -150,14 +150,32 @@ class DiaEngine:
 
     name = "dia"
 
-    def __init__(self, model, default_batch_size: int = 16, fast_path: str = "off"):
+    def __init__(self, model=None, default_batch_size: int = 16, fast_path: str = "off", *,
+                 loader: Callable[[], object] | None = None, model_id: str | None = None,
+                 checksum: str | None = None, device: str | None = None):
+        """Either a loaded ``model``, or a ``loader`` with the model's id and checksum (found without
+        the weights, dia_core.dia.identity): the model is then built on the first batch, so a render
+        whose takes are all in the store never loads it."""
         check_fast_path(fast_path)
-        self.model = model
+        if model is None and (loader is None or checksum is None):
+            raise ValueError("DiaEngine needs a model, or a loader and the model's checksum")
+        self._model, self._loader = model, loader
         self.version = __version__
-        self.model_id = str(model.source)
-        self.checksum = model.checksum
+        self.model_id = str(model.source) if model is not None else str(model_id)
+        self.checksum = model.checksum if model is not None else checksum
+        self.device = str(model.device) if model is not None else device
         self.default_batch_size = default_batch_size
         self.fast_path = fast_path
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._loader()
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     def generate(self, requests: list[TakeRequest], prompts: dict[str, VoicePrompt]) -> list[Take]:
         return self.start(requests, prompts).result()

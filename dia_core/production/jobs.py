@@ -44,15 +44,16 @@ class Job:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = load_engine(self.project, self.options)
+            self._engine = load_engine(self.project, self.options, memo_dir=self.store.root)
         return self._engine
 
     @property
     def engine_device(self) -> str | None:
-        """The accelerator this job's engine occupies (None for the draft engine)."""
+        """The accelerator this job's engine occupies (None for the draft engine); known without
+        loading the model."""
         if self.options.draft:
             return None
-        return str(self.engine.model.device)
+        return self.engine.device
 
     def chapter(self, chapter_id: str):
         for ch in self.plan.chapters:
@@ -88,8 +89,10 @@ def output_dir(project: Project, options: RenderOptions) -> Path:
 _ENGINES: dict[tuple, Engine] = {}
 
 
-def load_engine(project, options: RenderOptions) -> Engine:
-    """The engine for this job, loaded once per process (the Dia weights are 3 GB)."""
+def load_engine(project, options: RenderOptions, memo_dir: Path | None = None) -> Engine:
+    """The engine for this job, once per process. A Dia engine knows its model's checksum from the
+    checkpoint's content hashes (dia_core.dia.identity: hub metadata, or local files hashed once and
+    remembered in ``memo_dir``) and loads the 3 GB of weights only when it first generates."""
     if options.draft:
         cast = {name: v.draft_voice for name, v in project.voices.items()}
         key = ("draft", tuple(sorted(cast.items(), key=str)))
@@ -99,18 +102,27 @@ def load_engine(project, options: RenderOptions) -> Engine:
     # The model's code imports torch (seconds): only a Dia render pays for it, not plan/validate/--draft.
     import torch
 
-    from ..dia.codec import DiaCodec
-    from ..dia.model import DiaModel
+    from ..dia.identity import checkpoint_identity
 
     source = options.model or _project_model(project) or DEFAULT_REPO
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":  # what the loaded model reports (the GPU slot is named after it)
+        device = f"cuda:{torch.cuda.current_device()}"
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     fast_path = fast_path_mode(options)
     key = ("dia", source, device, str(dtype), options.codec, fast_path)
     if key not in _ENGINES:
-        model = DiaModel.from_pretrained(source, device=device, dtype=dtype)
-        model.codec = DiaCodec.load(options.codec, device=device)
-        _ENGINES[key] = DiaEngine(model, default_batch_size=16 if device.startswith("cuda") else 2,
+        def build_model():
+            from ..dia.codec import DiaCodec
+            from ..dia.model import DiaModel
+
+            model = DiaModel.from_pretrained(source, device=device, dtype=dtype)
+            model.codec = DiaCodec.load(options.codec, device=device)
+            return model
+
+        _ENGINES[key] = DiaEngine(loader=build_model, model_id=str(source), device=device,
+                                  checksum=checkpoint_identity(source, memo_dir),
+                                  default_batch_size=16 if device.startswith("cuda") else 2,
                                   fast_path=fast_path)
     return _ENGINES[key]
 

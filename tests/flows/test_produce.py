@@ -127,30 +127,77 @@ def test_resume_after_kill_generates_only_what_is_missing(rendered, tmp_path, su
     assert _delivered(out / "short-audiobook") == _delivered(rendered["out"])
 
 
-def test_editing_one_paragraph_regenerates_only_its_segments(rendered, tmp_path, subprocess_env):
-    import shutil
+# ---- re-renders finish only what changed (these run last: they re-render the module's project) ----
 
-    project_dir = tmp_path / "short-audiobook"
-    shutil.copytree(rendered["project"].parent, project_dir, ignore=shutil.ignore_patterns(".dia-studio"))
-    project = project_dir / "project.yaml"
-    store = tmp_path / "store"
-    shutil.copytree(rendered["store"], store)
-    manuscript = next(project_dir.glob("*.md"))
+@pytest.fixture
+def finishing_spy(monkeypatch):
+    """Counts chapter stitches (one per chapter finished) and M4B builds in this process."""
+    from dia_core.audio import m4b, stitch
+
+    calls = {"stitch": 0, "m4b": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(stitch, "stitch_chapter", counted("stitch", stitch.stitch_chapter))
+    monkeypatch.setattr(m4b, "export_m4b_checked", counted("m4b", m4b.export_m4b_checked))
+    return calls
+
+
+def _rerender(rendered) -> tuple[object, float]:
+    import time
+
+    from flows.produce import produce
+
+    options = RenderOptions(draft=True, out_dir=str(rendered["out"].parent), store=str(rendered["store"]))
+    t0 = time.perf_counter()
+    state = produce(project=str(rendered["project"]), options=options, return_state=True)
+    return state, time.perf_counter() - t0
+
+
+def _stamps(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*")
+            if p.is_file() and ".superseded" not in p.parts and p.name != "manifest.json"}
+
+
+def test_noop_rerender_finishes_nothing(rendered, finishing_spy):
+    out = rendered["out"]
+    delivered, stamps = _delivered(out), _stamps(out)
+    state, seconds = _rerender(rendered)
+    assert state.is_completed(), state
+    assert finishing_spy == {"stitch": 0, "m4b": 0}
+    assert _stamps(out) == stamps and _delivered(out) == delivered   # not one file rewritten
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["complete"] is True and [c["id"] for c in data["chapters"]] == ["chapter-01", "chapter-02",
+                                                                                "chapter-03"]
+    assert file_sha256(out / "short-audiobook.m4b") == data["book_files"][0]["sha256"]
+    print(f"no-op re-render in process: {seconds:.1f} s")
+
+
+def test_editing_one_paragraph_regenerates_its_segments_and_refinishes_its_chapter_and_the_book(
+        rendered, finishing_spy):
+    out = rendered["out"]
+    manuscript = rendered["project"].parent / "manuscript.md"
     text = manuscript.read_text()
-    old = "She read it twice by the window."
+    old = "She read it twice by the window."   # chapter one
     assert old in text
-    manuscript.write_text(text.replace(old, "She read it three times by the window."))
+    manuscript.write_text(text.replace(old, "She read it twice by the open window."))
+    from dia_core.script.planner import plan_project
+    from dia_core.script.project import load_project
 
-    def plan_ids():
-        plan = json.loads(subprocess.run([sys.executable, "-m", "flows.cli", "plan", str(project), "--json"],
-                                         cwd=REPO, capture_output=True, text=True, check=True).stdout)
-        return {s["id"] for c in plan["chapters"] for s in c["segments"]}
-
+    plan = plan_project(load_project(rendered["project"]))
     original = {r["segment_id"] for r in _store_records(rendered["store"]) if r["kind"] == "segment"}
-    changed = plan_ids() - original
-    assert 1 <= len(changed) <= 2  # only the edited paragraph's segments are new
-    keys_before = {r["key"] for r in _store_records(store)}
-    result = _render(project, tmp_path / "out", store, subprocess_env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    new = [r for r in _store_records(store) if r["key"] not in keys_before]
-    assert {r["segment_id"] for r in new} == changed
+    edited = {s.id for c in plan.chapters for s in c.segments} - original
+    assert 1 <= len(edited) <= 2  # only the edited paragraph's segments are new
+    keys_before = {r["key"] for r in _store_records(rendered["store"])}
+    stamps = _stamps(out)
+    state, _ = _rerender(rendered)
+    assert state.is_completed(), state
+    new = [r for r in _store_records(rendered["store"]) if r["key"] not in keys_before]
+    assert {r["segment_id"] for r in new} == edited   # only its segments were generated
+    assert finishing_spy == {"stitch": 1, "m4b": 1}
+    changed = {name for name, t in _stamps(out).items() if stamps.get(name) != t}
+    assert changed == {"chapter-01.mp3", "chapter-01.vtt", "manifests/chapter-01.json", "short-audiobook.m4b"}

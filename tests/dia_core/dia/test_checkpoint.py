@@ -9,6 +9,7 @@ import dia_core.dia.checkpoint as checkpoint
 from dia_core.dia.checkpoint import checkpoint_checksum, load_checkpoint
 from dia_core.dia.config import DiaConfig
 from dia_core.errors import InputError
+from dia_core.files import canonical_hash
 from dia_core.dia.model import DEFAULT_REPO, DiaModel
 from tests.tiny_models import LAYOUTS, tiny_config, write_tiny_dia_checkpoint
 
@@ -129,10 +130,11 @@ def test_repo_id_resolves_through_offline_hf_cache(tmp_path, monkeypatch):
     model = DiaModel.from_pretrained()  # the default repo id
     assert model.source == DEFAULT_REPO
     assert model.config == tiny_config()
-    expected = hashlib.sha256()
-    for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
-        expected.update((snapshot / name).read_bytes())
-    assert model.checksum == expected.hexdigest()
+    # Several files: the canonical hash of their names and sha256s in load order.
+    expected = canonical_hash({"weight_files": [
+        [name, hashlib.sha256((snapshot / name).read_bytes()).hexdigest()]
+        for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")]})
+    assert model.checksum == expected
     assert checkpoint_checksum(DEFAULT_REPO) == model.checksum  # resolved like load_checkpoint
 
     monkeypatch.delenv("HF_HUB_CACHE")
