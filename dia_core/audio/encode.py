@@ -231,6 +231,8 @@ def encode_command(path: Path, fmt: str, settings: DeliverySettings, tags, sampl
     cmd = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-f", "s32le" if bits24 else "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0"]
     common = ["-ar", str(sample_rate), "-ac", str(channels)]
+    if channels == 2:   # the programme on both channels at full level (ffmpeg's upmix puts it 3 dB down)
+        common = ["-af", "pan=stereo|c0=c0|c1=c0", *common]
     if fmt == "wav":
         cmd += ["-acodec", "pcm_s24le" if bits24 else "pcm_s16le", *common]
     elif fmt == "flac":

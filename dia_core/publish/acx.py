@@ -214,8 +214,10 @@ def measure_row(path: Path, settings, kind: str, channels: int) -> dict:
 
 
 def _encode(audio: np.ndarray, stem: Path, settings, channels: int, sample_rate: int, tags) -> Path:
+    # The masters are finished to the acx target already (and the report measures the MP3): no
+    # second decode for the lossy-gain correction.
     mp3 = encode.export_chapter(audio, stem, replace(settings, formats=("mp3",)), sample_rate=sample_rate,
-                                channels=channels)["mp3"]
+                                channels=channels, correct_lossy_gain=False)["mp3"]
     return tag_mp3(mp3, tags)
 
 
