@@ -706,7 +706,8 @@ def load_project(path: str | Path) -> Project:
     qc = _qc(v, m.get("qc"))
     year = v.integer(m["year"], "year", 1000, 9999) if "year" in m and m["year"].value is not None else None
     podcast = parse_podcast(v, m.get("podcast"), author=author, language=language,
-                            check_image=lambda p, y, f: _check_cover(v, p, y, "podcast", f))
+                            check_image=lambda p, y, f: _check_cover(v, p, y, "podcast", f),
+                            key_line=tree.key_lines.get("podcast"))
     acx = parse_acx(v, m.get("acx"))
 
     model = None

@@ -87,16 +87,18 @@ def _date(v: Validator, y: Located, path: str) -> dt.datetime:
 
 
 def parse_podcast(v: Validator, y: Located | None, *, author: str, language: str,
-                  check_image: Callable[[Path, Located, str], None]) -> PodcastSettings | None:
+                  check_image: Callable[[Path, Located, str], None], key_line: int | None = None
+                  ) -> PodcastSettings | None:
     """The ``podcast:`` section, or None when absent. ``check_image(path, located, field)`` checks
-    the show artwork (the manifest's cover check: JPEG or PNG that decodes)."""
+    the show artwork (the manifest's cover check: JPEG or PNG that decodes); ``key_line``: the line
+    of ``podcast:`` (where a missing key is reported)."""
     if y is None or y.value is None:
         return None
     m = v.mapping(y, "podcast", PODCAST_KEYS)
 
     def req(key: str) -> Located:
         if key not in m:
-            raise v.error("required key missing", y, f"podcast.{key}")
+            raise v.error("required key missing", y, f"podcast.{key}", line=key_line)
         return m[key]
 
     show = v.string(req("show"), "podcast.show", max_len=500)
@@ -108,7 +110,7 @@ def parse_podcast(v: Validator, y: Located | None, *, author: str, language: str
     om = v.mapping(owner_y, "podcast.owner", ("name", "email"))
     if "email" not in om:
         raise v.error("required key missing (Apple and Spotify verify the show through it)", owner_y,
-                      "podcast.owner.email")
+                      "podcast.owner.email", line=y.key_lines.get("owner"))
     email = v.string(om["email"], "podcast.owner.email", max_len=320)
     if not EMAIL_RE.match(email):
         raise v.error(f"not an email address: {email!r}", om["email"], "podcast.owner.email")
