@@ -55,7 +55,11 @@ def render_credits(job: Job, log: Callable[[str], None] = lambda _m: None) -> li
     sub = Job(job.project, plan, job.options, job.out_dir / CREDITS_DIR, job.store, plan, job._engine)
     prompts = takes.prepare_voices(sub, log)
     outcomes = takes.generate_takes(sub, prompts, log=log)
-    return [delivery.finish_chapter(sub, c.id, outcomes) for c in plan.chapters]
+    results = [delivery.finish_chapter(sub, c.id, outcomes) for c in plan.chapters]
+    for r in results:   # paths relative to the delivery folder, like the book's chapters
+        r["manifest"] = f"{CREDITS_DIR}/{r['manifest']}"
+        r["files"] = [{**f, "path": f"{CREDITS_DIR}/{f['path']}"} for f in r["files"]]
+    return results
 
 
 def publish(job: Job, chapters: list[dict], credits: list[dict] | None = None) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,10 +23,12 @@ import numpy as np
 import soundfile as sf
 from mutagen.mp3 import MP3, BitrateMode
 
-from ..atomic import write_json, write_text
+from ..atomic import atomic_path, write_json, write_text
 from ..errors import InputError
 from ..audio import encode, profiles
+from ..audio.meter import Measurements
 from ..audio.stitch import room_tone
+from ..audiofile import probe
 from ..settings import ACX_MAX_MINUTES
 from .metadata import chapter_tags
 from .tags import tag_mp3
@@ -185,11 +188,17 @@ def _row_limits(settings, kind: str) -> dict:
     return limits
 
 
-def measure_row(path: Path, settings, kind: str, channels: int) -> dict:
-    """One report row: the encoded file decoded and measured, container facts, pass/fail, reasons."""
-    acx = replace(settings, profile="acx")
-    report = profiles.check_file(path, acx)
-    m, fmt = report.measurements, report.format
+def measure_row(path: Path, settings, kind: str, channels: int, measured: dict | None = None) -> dict:
+    """One report row: the encoded file decoded and measured (or ``measured``: the delivery's own
+    measurements of the same audio), container facts, pass/fail, reasons."""
+    if measured is None:
+        report = profiles.check_file(path, replace(settings, profile="acx"))
+        m, fmt = report.measurements, report.format
+    else:
+        m = Measurements(**{k: measured[k] for k in Measurements.__dataclass_fields__})
+        stream = next(s for s in probe(path)["streams"] if s.get("codec_type") == "audio")
+        fmt = {"codec": stream.get("codec_name"), "sample_rate": int(stream.get("sample_rate") or 0) or None,
+               "channels": stream.get("channels"), "bit_rate": int(stream.get("bit_rate") or 0) or None}
     limits = _row_limits(settings, kind)
     reasons = profiles.compare(m, limits)
     info = MP3(path).info if fmt.get("codec") == "mp3" else None
@@ -206,7 +215,7 @@ def measure_row(path: Path, settings, kind: str, channels: int) -> dict:
         reasons.append(f"sample rate {fmt.get('sample_rate')} Hz: ACX needs 44100")
     if fmt.get("channels") != channels:
         reasons.append(f"{fmt.get('channels')} channel(s): the package is {'mono' if channels == 1 else 'stereo'}")
-    return {"file": path.name, "kind": kind, "rms_db": m.rms_db, "peak_dbfs": m.sample_peak_dbfs,
+    return {"file": path.name, "kind": kind, "measured": "delivery" if measured else "package", "rms_db": m.rms_db, "peak_dbfs": m.sample_peak_dbfs,
             "noise_floor_db": m.noise_floor_db, "head_s": m.head_silence_s, "tail_s": m.tail_silence_s,
             "bitrate_kbps": kbps, "bitrate_mode": mode, "sample_rate": fmt.get("sample_rate"),
             "channels": fmt.get("channels"), "duration_s": m.duration_s, "passed": not reasons,
@@ -219,6 +228,22 @@ def _encode(audio: np.ndarray, stem: Path, settings, channels: int, sample_rate:
     mp3 = encode.export_chapter(audio, stem, replace(settings, formats=("mp3",)), sample_rate=sample_rate,
                                 channels=channels, correct_lossy_gain=False)["mp3"]
     return tag_mp3(mp3, tags)
+
+
+def _delivered_mp3(out_dir: Path, entry: dict, settings, channels: int) -> tuple[Path, dict] | None:
+    """The chapter's delivered MP3 and its acx measurements, when the package can take it as it is
+    (an acx delivery measures each chapter's encoded MP3 with the acx limits; mono package)."""
+    mp3 = next((f["path"] for f in entry.get("files") or [] if f["path"].endswith(".mp3")), None)
+    if mp3 is None or channels != 1 or settings.profile != "acx" or not entry.get("measurements"):
+        return None
+    path = Path(out_dir) / mp3
+    return (path, entry["measurements"]) if path.is_file() else None
+
+
+def _copy_tagged(src: Path, target: Path, tags) -> Path:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
+    return tag_mp3(target, tags)
 
 
 def build_package(project, out_dir: Path, chapters: list[dict], credits: list[dict], settings, *,
@@ -262,6 +287,14 @@ def build_package(project, out_dir: Path, chapters: list[dict], credits: list[di
     total = len(planned)
     for track, (stem, kind, title, source) in enumerate(planned, 1):
         c = source[1]
+        tags = chapter_tags(project, title, track, total)
+        # A whole chapter (or credits file) delivered as an acx MP3 is taken as it is: same audio,
+        # same bytes but the tags, measured when it was delivered.
+        reuse = _delivered_mp3(out_dir, c, settings, channels) if source[0] == "whole" else None
+        if reuse is not None:
+            path = _copy_tagged(reuse[0], folder / f"{stem}.mp3", tags)
+            rows.append(measure_row(path, settings, kind, channels, measured=reuse[1]))
+            continue
         audio, sr = sf.read(c["master"], dtype="float32", always_2d=False)
         if source[0] == "part":
             p = source[2]
@@ -269,7 +302,7 @@ def build_package(project, out_dir: Path, chapters: list[dict], credits: list[di
             audio = np.concatenate([room_tone(ms(p.head_pad_ms), settings.room_tone_db, rng),
                                     audio[ms(p.start_ms):ms(p.end_ms)],
                                     room_tone(ms(p.tail_pad_ms), settings.room_tone_db, rng)])
-        path = _encode(audio, folder / stem, settings, channels, sr, chapter_tags(project, title, track, total))
+        path = _encode(audio, folder / stem, settings, channels, sr, tags)
         del audio
         rows.append(measure_row(path, settings, kind, channels))
 

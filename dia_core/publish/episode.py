@@ -85,8 +85,9 @@ def build_episode(project, out_dir: Path, chapters: list[dict], settings) -> dic
     edges = np.concatenate([[0], np.cumsum(lengths)])
     edges_ms = [int(round(e * 1000 / sample_rate)) for e in edges]
     marks = marks_from([c["title"] for c in chapters], np.diff(edges_ms).tolist())
+    # The masters are finished to the profile's target: no decode for a lossy-gain correction.
     files = encode.export_chapter(audio, folder / name, replace(settings, formats=("mp3",)),
-                                  sample_rate=sample_rate)
+                                  sample_rate=sample_rate, correct_lossy_gain=False)
     mp3 = tag_mp3(files["mp3"], book_tags(project), marks)
 
     base = pod.base_url + EPISODE_DIR + "/"
