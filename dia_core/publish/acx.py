@@ -354,12 +354,13 @@ def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
 
 
 def check_retail_sample(project, plan) -> None:
-    """Before anything is rendered: the retail sample must start inside its chapter and end inside
-    the book (estimated durations; InputError naming the acx.retail_sample line otherwise)."""
-    if project.delivery.profile != "acx":
-        return
+    """Before anything is rendered: a retail sample set in project.yaml must start inside its
+    chapter and end inside the book (estimated durations; InputError naming the
+    acx.retail_sample line otherwise). The default one is fitted to the book when it is cut."""
     sample = project.acx.retail_sample
     lines = sample.lines
+    if project.delivery.profile != "acx" or not lines:   # the default sample adapts (its row says how)
+        return
     where = lambda key: dict(file=project.manifest_label, line=lines.get(key) or lines.get(""),  # noqa: E731
                              field=f"acx.retail_sample.{key}")
     chapters = {c.index: c for c in plan.chapters}
