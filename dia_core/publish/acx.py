@@ -321,6 +321,12 @@ def build_package(project, out_dir: Path, chapters: list[dict], credits: list[di
         row["reasons"].append(f"retail sample: {problem}")
         row["passed"] = False
     rows.append(row)
+    # An earlier package's files this one does not make (a chapter removed, a part no longer
+    # needed) must not be uploaded with it: they are derived, and removed.
+    made = {r["file"] for r in rows}
+    for stale in folder.glob("*.mp3"):
+        if stale.name not in made:
+            stale.unlink()
     report = {"profile": "acx", "channels": "mono" if channels == 1 else "stereo", "files": rows,
               "cover": check_cover(project.cover)}
     report["passed"] = all(r["passed"] for r in rows) and report["cover"]["passed"]

@@ -95,11 +95,12 @@ def test_audiobook_example_delivers_an_acx_package_that_passes_every_row(rendere
     sample = report["files"][-1]
     assert 60 <= sample["duration_s"] <= 300 and sample["measured"] == "package"
     credits = json.loads((out / "credits" / "manifests" / "opening-credits.json").read_text())
-    assert [s["text"] for s in credits["segments"]] == [
+    assert [s["display_text"] for s in credits["segments"]] == [
         "[S1] This is The Keeper of Caerwyn, written by Ione Marsh, narrated by Dia Studio Ensemble."]
+    assert "Kair-win" in credits["segments"][0]["text"]   # the lexicon applies to the credits too
     assert {v for s in credits["segments"] for v in s["voices"].values() if v} == {"narrator"}
     closing = json.loads((out / "credits" / "manifests" / "closing-credits.json").read_text())
-    assert closing["segments"][0]["text"] == "[S1] The end of The Keeper of Caerwyn."
+    assert closing["segments"][0]["display_text"] == "[S1] The end of The Keeper of Caerwyn."
     id3 = ID3(out / "acx" / "02-chapter-02.mp3")
     assert str(id3["TIT2"]) == "Chapter Two: The Keeper's Log" and str(id3["TRCK"]) == "3/5"
     assert str(id3["TPE1"]) == "Ione Marsh" and id3.getall("APIC")

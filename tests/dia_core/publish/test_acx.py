@@ -116,6 +116,8 @@ class _Project:
 
 def test_package_splits_a_long_chapter_adds_credits_and_reports_every_file(tmp_path):
     Image.new("RGB", (2400, 2400), (10, 20, 30)).save(tmp_path / "cover.png")
+    (tmp_path / "acx").mkdir()
+    (tmp_path / "acx" / "05-chapter-05.mp3").write_bytes(b"from an earlier package")
     chapters = [make_chapter(tmp_path, "chapter-01", "One", 8, seconds=2.0, seed=1),   # 24 s: 2 parts at 16 s
                 make_chapter(tmp_path, "chapter-02", "Two", 4, seconds=2.0, seed=2)]   # 13 s: whole
     credits = [make_chapter(tmp_path, cid, title, 1, seconds=3.0, seed=k) for k, (cid, title) in
@@ -138,5 +140,4 @@ def test_package_splits_a_long_chapter_adds_credits_and_reports_every_file(tmp_p
     assert on_disk == json.loads(json.dumps(report))
     md = (tmp_path / "acx" / "acx-report.md").read_text()
     assert md.count("| pass |") == 5 and "| FAIL: " in md and "Cover:" in md and "**FAIL**" in md
-    for n in names:
-        assert (tmp_path / "acx" / n).is_file()
+    assert sorted(p.name for p in (tmp_path / "acx").glob("*.mp3")) == sorted(names)   # the stale file is gone
