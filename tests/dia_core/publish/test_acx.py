@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from dia_core.publish.acx import Gap, Part, SplitImpossible, check_cover, measur
 from dia_core.script.publishing import AcxSettings, RetailSample
 from dia_core.settings import DeliverySettings
 
-from .conftest import SR, make_chapter
+from .conftest import make_chapter
 
 ACX = DeliverySettings(profile="acx", formats=("mp3",))
 MIN = 60_000
