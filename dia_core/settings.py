@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PROFILES = ("acx", "podcast", "ebu-r128", "custom")
+PROFILES = ("acx", "podcast", "apple", "spotify", "ebu-r128", "custom")
 FORMATS = ("mp3", "flac", "wav", "m4b")
 CAPTIONS = ("vtt", "srt")
 # PCM sample sizes of the final encode (wav, flac, and the mp3 encoder's input): the one list that the
@@ -41,7 +41,7 @@ class Trim:
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    profile: str = "acx"                 # acx | podcast | ebu-r128 | custom
+    profile: str = "acx"                 # acx | podcast | apple | spotify | ebu-r128 | custom
     target_lufs: float | None = None     # custom profile: integrated loudness target
     true_peak_db: float | None = None    # custom profile: true-peak ceiling (dBTP)
     strict: bool = False                 # a chapter that misses its profile fails the run

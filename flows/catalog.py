@@ -22,6 +22,7 @@ from prefect.deployments import run_deployment
 from dia_core.errors import InputError
 from dia_core.production import delivery, jobs
 from dia_core.production.options import RenderOptions
+from dia_core.publish.feed import write_feed
 from dia_core.script.project import load_project
 from flows.produce import produce
 
@@ -85,11 +86,21 @@ def narrate_catalog(catalog: str, options: RenderOptions | None = None,
         for p in todo:
             state = produce(project=p, options=project_options(catalog, p, options), return_state=True)
             states[p] = state.type.value
+    feed = write_catalog_feed(catalog, options)
+    if feed is not None:
+        get_run_logger().info(f"podcast feed: {feed}")
     failed = [p for p, s in states.items() if s != "COMPLETED"]
     if failed:
         why = [f"{p} ({found['invalid'][p]})" if p in found["invalid"] else p for p in failed]
         raise RuntimeError(f"{len(failed)} of {len(states)} projects failed: {', '.join(why)}")
     return states
+
+
+def write_catalog_feed(catalog: str | Path, options: RenderOptions) -> Path | None:
+    """One feed.xml for the catalog's podcast episodes (those with a `podcast:` section that have
+    been delivered): OUT/feed.xml with an output folder, else <catalog>/feed.xml."""
+    root = Path(options.out_dir) if options.out_dir else Path(catalog)
+    return write_feed(root, root / "feed.xml")
 
 
 def _wait(flow_run_id, poll_s: float = 2.0) -> str:

@@ -14,7 +14,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from dia_core.production import delivery, folder, jobs, manifests, takes
+from dia_core.production import delivery, folder, jobs, manifests, publishing, takes
 from dia_core.production.options import ProgressFn, RenderOptions
 from dia_core.review import apply as review
 from flows import sharded
@@ -118,6 +118,26 @@ def manifest_task(project: str, options: dict, chapters: list[dict], book: dict 
     return str(path)
 
 
+@task(name="credits", cache_policy=NO_CACHE)
+def credits_task(project: str, options: dict) -> list[dict]:
+    """Opening and closing credits in the narration voice (profiles that ask for them: acx)."""
+    job = _job(project, options)
+    with gpu_slot(job.engine_device):
+        return publishing.render_credits(job, log=get_run_logger().info)
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_task(project: str, options: dict, chapters: list[dict], credits: list[dict] | None) -> dict:
+    """The podcast episode (feed record, chapters, transcripts) and the ACX package with its report."""
+    job = _job(project, options)
+    published = publishing.publish(job, chapters, credits)
+    report = published.get("acx")
+    if report is not None and not report["passed"]:
+        get_run_logger().warning(f"ACX package: {sum(not r['passed'] for r in report['files'])} file(s) fail; "
+                                 f"see {job.out_dir / 'acx' / 'acx-report.md'}")
+    return published
+
+
 def _run_name() -> str:
     # resolved: a render started inside the project folder passes "project.yaml" (parent "")
     return f"produce {Path(flow_run.parameters['project']).resolve().parent.name}"
@@ -150,7 +170,12 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
         chapters, missing = book_chapters["chapters"], book_chapters["missing"]
         book = book_task(project, options, chapters, missing)
         manifest = manifest_task(project, options, chapters, book, started_at, missing)
+        published = {}
+        if not missing:   # a partial delivery is not published
+            credits = credits_task(project, options) if publishing.wants_credits(job.project) else None
+            published = publish_task(project, options, chapters, credits)
         delivery.check_strict(job, chapters, book)
+        publishing.check_strict(job, published)
         return manifest
     finally:
         lock.release()

@@ -170,14 +170,15 @@ def _out_path(out_stem: Path, fmt: str) -> Path:
 
 def export_chapter(audio: np.ndarray, out_stem: str | Path, settings: DeliverySettings | None = None,
                    *, tags: dict | None = None, correct_lossy_gain: bool = True,
-                   sample_rate: int = SAMPLE_RATE) -> dict[str, Path]:
+                   sample_rate: int = SAMPLE_RATE, channels: int = 1) -> dict[str, Path]:
     """Encode one finished chapter to every format in ``settings.formats`` except m4b.
 
     Returns {format: path}; paths are ``<out_stem>.<format>``. ``tags`` (title, artist, album,
     ...) are written as container metadata (ID3 for MP3, Vorbis comments for FLAC).
     With ``correct_lossy_gain`` the MP3 is decoded and measured after encoding; if the encoder
     moved the profile's metric by more than 0.1 dB it is re-encoded once with that gain undone
-    (never past the peak limit)."""
+    (never past the peak limit). ``channels`` 2 writes the mono programme on both channels (ACX's
+    stereo option)."""
     settings = settings or DeliverySettings()
     out_stem = Path(out_stem)
     if settings.pcm_bits not in PCM_BITS:   # before any file is started
@@ -195,11 +196,12 @@ def export_chapter(audio: np.ndarray, out_stem: str | Path, settings: DeliverySe
         # One temp file per format, renamed into place only once final: the trial MP3 measured for
         # the gain correction never carries the final name (a crash there publishes nothing).
         with atomic_path(target) as tmp:
-            _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, label=target)
+            _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, label=target, channels=channels)
             if fmt == "mp3" and correct_lossy_gain:
                 delta = _lossy_gain_correction(tmp, settings)
                 if delta:
-                    _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, gain_db=delta, label=target)
+                    _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, gain_db=delta, label=target,
+                            channels=channels)
             faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
         out[fmt] = target
     return out
@@ -222,12 +224,14 @@ def _lossy_gain_correction(path: Path, settings: DeliverySettings) -> float:
 
 
 def encode_command(path: Path, fmt: str, settings: DeliverySettings, tags, sample_rate: int,
-                   bits24: bool) -> list[str]:
+                   bits24: bool, channels: int = 1) -> list[str]:
     """The ffmpeg command that encodes ``to_pcm`` output (s32le for 24 bits, s16le for 16) read
     from stdin into ``path`` as ``fmt``."""
     cmd = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-f", "s32le" if bits24 else "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0"]
-    common = ["-ar", str(sample_rate), "-ac", "1"]
+    common = ["-ar", str(sample_rate), "-ac", str(channels)]
+    if channels == 2:   # the programme on both channels at full level (ffmpeg's upmix puts it 3 dB down)
+        common = ["-af", "pan=stereo|c0=c0|c1=c0", *common]
     if fmt == "wav":
         cmd += ["-acodec", "pcm_s24le" if bits24 else "pcm_s16le", *common]
     elif fmt == "flac":
@@ -243,10 +247,10 @@ def encode_command(path: Path, fmt: str, settings: DeliverySettings, tags, sampl
 
 
 def _encode(audio, path: Path, fmt: str, settings: DeliverySettings, tags, sample_rate: int,
-            bits24: bool, gain_db: float = 0.0, label: Path | None = None) -> None:
+            bits24: bool, gain_db: float = 0.0, label: Path | None = None, channels: int = 1) -> None:
     """Encode ``audio`` (times ``gain_db``) to ``path`` (a temp file of the caller's atomic_path;
     overwritten). A failed encode raises ffmpeg's error (``ffmpeg_pipe``), naming ``label`` (the
     file being made; default ``path``)."""
     data, _ = to_pcm(audio, settings.pcm_bits, gain_db=gain_db)
-    ffmpeg_pipe(encode_command(path, fmt, settings, tags, sample_rate, bits24), [data],
+    ffmpeg_pipe(encode_command(path, fmt, settings, tags, sample_rate, bits24, channels), [data],
                 what=f"{fmt} encode", target=label or path)

@@ -3,6 +3,7 @@
 Profiles (numbers: docs/delivery-specs.md): ``acx`` normalizes plain RMS to -20 dB (window
 -23..-18) with a -3.5 dBTP ceiling before encoding (0.5 dB margin for MP3 overshoot; the check is
 the -3 dBFS sample peak on the decoded MP3); ``podcast`` -16 LUFS, ceiling -1.5 dBTP (limit -1);
+``apple`` (Apple Podcasts) -16 LUFS, limit -1 dBTP; ``spotify`` -14 LUFS, limit -1 dBTP;
 ``ebu-r128`` -23 LUFS, ceiling -1.5 dBTP (limit -1); ``custom`` ``target_lufs`` and
 ``true_peak_db`` (ceiling 0.5 dB under it). ``check_file`` decodes the encoded file (one copy).
 """
@@ -25,6 +26,8 @@ __all__ = ["ProfileReport", "profile_limits", "profile_target", "check_file", "c
 
 ENCODER_MARGIN_DB = 0.5    # ceiling margin for lossy-encoder overshoot
 ACX_RMS_TARGET = -20.0
+# Integrated-loudness profiles with a -1 dBTP limit (docs/delivery-specs.md#podcast-loudness)
+LOUDNESS_TARGETS = {"podcast": -16.0, "apple": -16.0, "spotify": -14.0, "ebu-r128": -23.0}
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,8 @@ def profile_target(settings: DeliverySettings) -> tuple[str, float, float]:
     p = settings.profile
     if p == "acx":
         return "rms_db", ACX_RMS_TARGET, -3.0 - ENCODER_MARGIN_DB
-    if p == "podcast":
-        return "integrated_lufs", -16.0, -1.0 - ENCODER_MARGIN_DB
-    if p == "ebu-r128":
-        return "integrated_lufs", -23.0, -1.0 - ENCODER_MARGIN_DB
+    if p in LOUDNESS_TARGETS:
+        return "integrated_lufs", LOUDNESS_TARGETS[p], -1.0 - ENCODER_MARGIN_DB
     if p == "custom":
         if settings.target_lufs is None:
             raise InputError("the custom profile needs target_lufs", field="delivery.target_lufs")

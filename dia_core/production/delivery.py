@@ -23,6 +23,7 @@ from ..audio import dynamics, encode, m4b, profiles, stitch, tempo
 from ..atomic import write_json
 from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
+from ..publish import metadata as publish_meta
 from ..params import SAMPLE_RATE
 from . import book_reuse, folder
 from . import manifests as manifest
@@ -65,6 +66,8 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
     faults.hit("export")
     job.out_dir.mkdir(parents=True, exist_ok=True)
     files = encode.export_chapter(audio, job.out_dir / chapter.id, settings)
+    publish_meta.tag_chapter_files(files, job.project, chapter.title, chapter.index,
+                                   max(c.index for c in job.book.chapters))
     # A float master of the finished chapter feeds the M4B without a second lossy generation.
     master = job.project.work_dir / "masters" / f"{chapter.id}.wav"
     write_wav_float(audio, master)
@@ -256,6 +259,7 @@ def export_book(job: Job, chapters: list[dict], missing: list[str] | tuple = ())
         target, settings,
         {"title": p.title, "author": p.author, "narrator": p.narrator, "genre": p.genre,
          "description": p.description}, p.cover, bitrate_kbps=settings.aac_bitrate_kbps)
+    publish_meta.tag_book(path, p)   # tags and cover the M4B lacks; its chapters kept
     check = {k: v for k, v in report.to_dict().items() if k != "path"}   # the book entry has the path
     result = {"path": str(path), "chapters": [{"title": c["title"], "start_ms": s, "end_ms": e}
                                               for c, (s, e) in zip(chapters, marks)],

@@ -16,6 +16,7 @@ from .. import faults
 from . import folder
 from ..atomic import clean_temps as _clean_temps
 from ..params import DEFAULT_REPO
+from ..publish.acx import check_retail_sample
 from ..script.planner import Plan, plan_project
 from ..script.project import Project, load_project
 from .engines import DiaEngine, DraftEngine, Engine
@@ -75,6 +76,7 @@ def open_job(project_path: str | Path, options: RenderOptions) -> Job:
         whole = None if project.chapters is None else tuple(sorted({*project.chapters, *options.chapters}))
         if whole is None or set(whole) != {c.index for c in plan.chapters}:
             book = plan_project(project, chapters=whole)
+    check_retail_sample(project, book)   # before anything is written
     out_dir = output_dir(project, options)
     folder.check_owner(project, out_dir)
     store = SegmentStore(Path(options.store) if options.store else project.work_dir / "store")

@@ -5,6 +5,8 @@ Format (see docs/project-yaml.md, "Manuscript format"):
 * ``# Title`` / ``## Title`` start a chapter. A file without headings is one chapter titled by
   the project title; text before the first heading of a file is a chapter of its own (same title).
   Deeper headings (``### x``) are read as narration. A chapter with no text is an error.
+* ``<!-- chapter: Title -->`` on a line of its own also starts a chapter (a podcast episode's
+  section) whose title is not read aloud: it is a chapter marker in the delivered files only.
 * Paragraphs are separated by blank lines; consecutive lines of a paragraph are joined.
 * ``NAME: text`` starts a dialogue block when NAME is in the project's ``characters`` map
   (case-insensitive). An ALL-CAPS ``NAME:`` that is not in the map is an error ("unknown
@@ -44,6 +46,7 @@ KNOWN_CUES = frozenset((
 ))
 
 HEADING_RE = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+CHAPTER_MARKER_RE = re.compile(r"^<!--[ \t]*chapter:[ \t]*(\S.*?)[ \t]*-->$", re.IGNORECASE)
 DEEP_HEADING_RE = re.compile(r"^#{3,6}[ \t]+(?=\S)")
 SCENE_RE = re.compile(r"^(?:\*[ \t]*\*[ \t]*\*[ \t*]*|-{3,}|#+)$")
 DIALOGUE_RE = re.compile(r"^(?P<name>[^\W\d_][\w'’.\- ]{0,39}?)[ \t]*:(?:[ \t]+(?P<text>.*))?$")
@@ -361,6 +364,12 @@ class _Parser:
                 if TAG_RE.search(title):
                     raise self.err("[S1]/[S2] speaker tags are not allowed in headings", lineno)
                 self.start_chapter(title, lineno, has_heading=True)
+                continue
+            marker = CHAPTER_MARKER_RE.match(s)
+            if marker:   # a chapter (podcast section) whose title is not read aloud
+                self.paragraph_lines(para)
+                para = []
+                self.start_chapter(" ".join(_clean(marker.group(1)).split()), lineno, has_heading=False)
                 continue
             dh = DEEP_HEADING_RE.match(s)
             if dh:

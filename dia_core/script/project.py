@@ -31,6 +31,7 @@ from ..settings import CAPTIONS, FORMATS, PCM_BITS, PROFILES, DeliverySettings, 
 from ..errors import InputError
 from ..files import read_bounded
 from .yamltree import CONTROL_RE, Located, Validator, join, parse_yaml
+from .publishing import AcxSettings, PodcastSettings, parse_acx, parse_podcast
 from ..params import FRAME_RATE, RANGES, SamplingParams, check_param, check_seed
 
 MAX_MANIFEST_BYTES = 1_000_000
@@ -140,6 +141,9 @@ class Project:
     character_names: dict[str, str] = field(default_factory=dict)    # casefolded -> name as written in YAML
     warnings: tuple[str, ...] = ()
     normalize: bool = True            # text normalization for speech (dia_core.script.normalize)
+    year: int | None = None                       # publication year (tags)
+    podcast: PodcastSettings | None = None        # `podcast:` (dia_core.script.publishing)
+    acx: AcxSettings = field(default_factory=AcxSettings)   # `acx:`
 
     @property
     def manifest_label(self) -> str:
@@ -172,7 +176,8 @@ def display_path(path: Path) -> str:
 
 TOP_KEYS = ("title", "author", "narrator", "genre", "description", "language", "cover",
             "manuscript", "chapters", "voices", "characters", "narrator_voice", "raw_slots",
-            "seed", "sampling", "segmenting", "lexicon", "delivery", "qc", "model", "output_dir", "normalize")
+            "seed", "sampling", "segmenting", "lexicon", "delivery", "qc", "model", "output_dir", "normalize",
+            "year", "podcast", "acx")
 VOICE_KEYS = ("reference", "transcript", "seed", "sampling", "chars_per_second", "draft_voice",
               "calibration_text")
 
@@ -421,13 +426,13 @@ def _check_wav_complete(v: Validator, path: Path, y: Located, fpath: str) -> Non
         raise v.error(f"cannot read audio file ({e.strerror or e})", y, fpath) from None
 
 
-def _check_cover(v: Validator, path: Path, y: Located, profile: str) -> None:
+def _check_cover(v: Validator, path: Path, y: Located, profile: str, field: str = "cover") -> None:
     """The cover must be a JPEG or PNG that decodes (what the M4B attaches as its picture, copied as
     is); too small is an error, not square / small (/ under ACX's 2400 px) is a warning."""
     from PIL import Image   # only projects with a cover pay for the import
 
     def bad(msg: str):
-        return v.error(msg, y, "cover")
+        return v.error(msg, y, field)
 
     kind = None
     try:
@@ -466,15 +471,15 @@ def _check_cover(v: Validator, path: Path, y: Located, profile: str) -> None:
     if profile == "acx":
         if not square or min(w, h) < COVER_ACX_PX:
             v.warn(f"cover is {w}x{h} px: ACX wants a square cover of at least {COVER_ACX_PX}x{COVER_ACX_PX} px",
-                   y, "cover")
+                   y, field)
     elif not square:
         v.warn(f"cover is {w}x{h} px: audiobook and podcast covers are square (players crop or letterbox it)",
-               y, "cover")
+               y, field)
     elif min(w, h) < COVER_SMALL_PX:
         v.warn(f"cover is {w}x{h} px: players show covers at {COVER_SMALL_PX} px and more; it will look blurred",
-               y, "cover")
+               y, field)
     if mode == "CMYK":
-        v.warn(f"cover is a CMYK {kind}: players and ACX expect RGB", y, "cover")
+        v.warn(f"cover is a CMYK {kind}: players and ACX expect RGB", y, field)
 
 
 def _prompt_text(v: Validator, y: Located, path: str, max_len: int) -> str:
@@ -700,6 +705,11 @@ def load_project(path: str | Path) -> Project:
     if cover is not None:
         _check_cover(v, cover, m["cover"], delivery.profile)
     qc = _qc(v, m.get("qc"))
+    year = v.integer(m["year"], "year", 1000, 9999) if "year" in m and m["year"].value is not None else None
+    podcast = parse_podcast(v, m.get("podcast"), author=author, language=language,
+                            check_image=lambda p, y, f: _check_cover(v, p, y, "podcast", f),
+                            key_line=tree.key_lines.get("podcast"))
+    acx = parse_acx(v, m.get("acx"))
 
     model = None
     if "model" in m and m["model"].value is not None:
@@ -725,6 +735,6 @@ def load_project(path: str | Path) -> Project:
         voices=voices, characters=characters, narration_voice=narration_voice, seed=seed, sampling=sampling,
         segmenting=segmenting, lexicon=lexicon, delivery=delivery, qc=qc, model=model, output_dir=output_dir,
         work_dir=root / ".dia-studio", raw_slots=raw_slots, character_names=character_names,
-        warnings=tuple(v.warnings),
+        warnings=tuple(v.warnings), year=year, podcast=podcast, acx=acx,
         normalize=v.boolean(m["normalize"], "normalize") if "normalize" in m else True,
     )

@@ -77,6 +77,38 @@ def test_produce_delivers_chapters_book_captions_and_manifests(rendered):
         assert abs(float(marker["start_time"]) * 1000 - c["start_ms"]) <= 20
 
 
+def test_audiobook_example_delivers_an_acx_package_that_passes_every_row(rendered):
+    """The example (profile acx): credits in the narrator's voice, one MP3 per chapter, a retail
+    sample, and an ACX report in which every row and the cover pass."""
+    from mutagen.id3 import ID3
+
+    out = rendered["out"]
+    report = json.loads((out / "acx" / "acx-report.json").read_text())
+    names = [r["file"] for r in report["files"]]
+    assert names == ["00-opening-credits.mp3", "01-chapter-01.mp3", "02-chapter-02.mp3", "03-chapter-03.mp3",
+                     "04-closing-credits.mp3", "retail-sample.mp3"]
+    assert report["passed"], [(r["file"], r["reasons"]) for r in report["files"] if not r["passed"]]
+    assert report["cover"]["passed"] and report["cover"]["width"] == 2400
+    for r in report["files"]:
+        assert (r["bitrate_kbps"], r["bitrate_mode"], r["sample_rate"], r["channels"]) == (192, "CBR", 44100, 1)
+        assert -23 <= r["rms_db"] <= -18 and r["peak_dbfs"] <= -3 and r["noise_floor_db"] <= -60
+    sample = report["files"][-1]
+    assert 60 <= sample["duration_s"] <= 300 and sample["measured"] == "package"
+    credits = json.loads((out / "credits" / "manifests" / "opening-credits.json").read_text())
+    assert [s["display_text"] for s in credits["segments"]] == [
+        "[S1] This is The Keeper of Caerwyn, written by Ione Marsh, narrated by Dia Studio Ensemble."]
+    assert "Kair-win" in credits["segments"][0]["text"]   # the lexicon applies to the credits too
+    assert {v for s in credits["segments"] for v in s["voices"].values() if v} == {"narrator"}
+    closing = json.loads((out / "credits" / "manifests" / "closing-credits.json").read_text())
+    assert closing["segments"][0]["display_text"] == "[S1] The end of The Keeper of Caerwyn."
+    id3 = ID3(out / "acx" / "02-chapter-02.mp3")
+    assert str(id3["TIT2"]) == "Chapter Two: The Keeper's Log" and str(id3["TRCK"]) == "3/5"
+    assert str(id3["TPE1"]) == "Ione Marsh" and id3.getall("APIC")
+    assert (out / "acx" / "acx-report.md").read_text().count("| pass |") == 6
+    chapter = ID3(out / "chapter-01.mp3")   # the delivered chapters are tagged too
+    assert str(chapter["TALB"]) == "The Keeper of Caerwyn" and str(chapter["TRCK"]) == "1/3"
+
+
 def test_artifacts_and_task_names_are_visible_in_prefect(rendered):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
@@ -120,6 +152,10 @@ def test_resume_after_kill_generates_only_what_is_missing(rendered, tmp_path, su
     plan = json.loads(subprocess.run([sys.executable, "-m", "flows.cli", "plan", str(project), "--json"],
                                      cwd=REPO, capture_output=True, text=True, check=True).stdout)
     unique = {s["id"] for c in plan["chapters"] for s in c["segments"]}
+    # + the opening and closing credits the acx profile renders after the book (not in the plan)
+    from dia_core.production.publishing import plan_credits
+    from dia_core.script.project import load_project
+    unique |= {s.id for s in plan_credits(load_project(project)).segments}
     assert len(after) == len(unique)
     assert len({r["run"] for r in after if r["run"] != before[0]["run"]}) == 1
     # The six takes from the killed run were reused, not regenerated.

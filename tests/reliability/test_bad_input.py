@@ -657,6 +657,53 @@ def _(root):
     return [yaml_edit(root, append="model: ../shared-weights\n")]
 
 
+# --- publishing: podcast: and acx: sections (issue 16) ---------------------------------------------
+
+PODCAST_SECTION = """\
+podcast:
+  show: Tiny Show
+  description: A show.
+  link: https://example.com/show
+  owner:
+    name: Owner
+    email: owner@example.com
+  categories: [Arts]
+  pub_date: 2026-11-30
+  base_url: https://example.com/show/ep1/
+"""
+
+
+def _podcast(root: Path, old: str | None = None, new: str = "") -> list:
+    section = PODCAST_SECTION if old is None else PODCAST_SECTION.replace(old, new, 1)
+    return [yaml_edit(root, append=section)]
+
+
+@case("podcast-base-url-not-http", "project.yaml", r"podcast\.base_url: must be an http\(s\) URL, got 'ftp:",
+      line=END + 9)
+def _(root):
+    return _podcast(root, "base_url: https://example.com/show/ep1/", "base_url: ftp://example.com/show/ep1/")
+
+
+@case("podcast-owner-email-missing", "project.yaml", r"podcast\.owner\.email: required key missing", line=END + 4)
+def _(root):
+    return _podcast(root, "    email: owner@example.com\n", "")
+
+
+@case("podcast-image-not-an-image", "project.yaml", r"podcast\.image: not a JPEG or PNG image", line=END + 10)
+def _(root):
+    y = _podcast(root, "base_url: https://example.com/show/ep1/\n",
+                 "base_url: https://example.com/show/ep1/\n  image: art.png\n")
+    (root / "tiny-bell" / "art.png").write_text("<svg>not a raster image</svg>")
+    return y
+
+
+@case("acx-retail-sample-outside-chapter", "project.yaml",
+      r"acx\.retail_sample\.start_s: starts at 500 s, outside chapter 2", line=END + 3)
+def _(root):
+    return [yaml_edit(root, "profile: podcast", "profile: acx",
+                      append="acx:\n  retail_sample:\n    chapter: 2\n    start_s: 500\n    duration_s: 60\n")]
+
+
 # --- the runner -------------------------------------------------------------------------------------
 
 @dataclass

@@ -2,7 +2,6 @@
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,7 @@ def job(tmp_path):
     """The example audiobook with a cover, planned but not rendered (short synthetic masters instead)."""
     root = tmp_path / "book"
     shutil.copytree(ROOT / "projects" / "short-audiobook", root, ignore=shutil.ignore_patterns(".dia-studio", "out"))
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1",
-                    str(root / "cover.png")], check=True)
-    (root / "project.yaml").write_text((root / "project.yaml").read_text() + "\ncover: cover.png\n")
+    assert "cover: cover.png" in (root / "project.yaml").read_text()   # the example's 2400 px cover
     return jobs.open_job(root / "project.yaml", RenderOptions(
         draft=True, out_dir=str(tmp_path / "out"), store=str(tmp_path / "store")))
 

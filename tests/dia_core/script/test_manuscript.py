@@ -200,9 +200,10 @@ def test_example_manuscripts_parse():
     root = Path(__file__).resolve().parents[3] / "projects"
     pod = load_project(root / "podcast-episode" / "project.yaml")
     chapters, warnings = parse_project_manuscripts(pod)
-    assert warnings == [] and len(chapters) == 1
-    assert {b.voice for b in chapters[0].blocks} == {"alex", "sam"}
-    words = sum(len(b.text.split()) for b in chapters[0].blocks)
+    assert warnings == [] and [c.title for c in chapters] == ["Episode 12: Small Habits", "Friction", "Tracking"]
+    assert [c.has_heading for c in chapters] == [True, False, False]   # sections by <!-- chapter: ... -->
+    assert {b.voice for c in chapters for b in c.blocks} == {"alex", "sam"}
+    words = sum(len(b.text.split()) for c in chapters for b in c.blocks)
     assert 150 <= words <= 250
     book = load_project(root / "short-audiobook" / "project.yaml")
     chapters, warnings = parse_project_manuscripts(book)
