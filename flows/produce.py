@@ -111,7 +111,8 @@ def book_task(project: str, options: dict, chapters: list[dict], missing: list[s
 def manifest_task(project: str, options: dict, chapters: list[dict], book: dict | None,
                   started_at: str, missing: list[str] | None = None) -> str:
     job = _job(project, options)
-    path = delivery.write_project_manifest(job, chapters, book, started_at, missing or ())
+    path = delivery.write_project_manifest(job, chapters, book, started_at, missing or (),
+                                           publishing.published_files(job) if not missing else ())
     create_markdown_artifact(key=_artifact_key(job, "summary"),
                              markdown=_summary(job, chapters, book, missing or ()),
                              description=f"{job.project.title}: delivery summary")
@@ -169,11 +170,12 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
         book_chapters = collect_task(project, options, finished)  # + current chapters not rendered now
         chapters, missing = book_chapters["chapters"], book_chapters["missing"]
         book = book_task(project, options, chapters, missing)
-        manifest = manifest_task(project, options, chapters, book, started_at, missing)
         published = {}
         if not missing:   # a partial delivery is not published
             credits = credits_task(project, options) if publishing.wants_credits(job.project) else None
             published = publish_task(project, options, chapters, credits)
+        # last, listing the published files too (the folder holds exactly what it lists)
+        manifest = manifest_task(project, options, chapters, book, started_at, missing)
         delivery.check_strict(job, chapters, book)
         publishing.check_strict(job, published)
         return manifest

@@ -291,10 +291,12 @@ def open_delivery(job: Job, started_at: str) -> None:
 
 
 def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
-                           started_at: str, missing: list[str] | tuple = ()) -> Path:
-    """manifest.json, last: every chapter of the book (``chapters``, in order), the M4B, QC
-    failures delivered anyway, ``complete`` (false while chapters are ``missing``). Files the
-    pipeline made that it does not list are moved to .superseded/<run>/ first."""
+                           started_at: str, missing: list[str] | tuple = (),
+                           published: list[dict] | tuple = ()) -> Path:
+    """manifest.json, last: every chapter of the book (``chapters``, in order), the M4B, the
+    published files (credits, podcast episode, ACX package: ``published``), QC failures delivered
+    anyway, ``complete`` (false while chapters are ``missing``). Files the pipeline made that it
+    does not list are moved to .superseded/<run>/ first."""
     p = job.project
     marks = (book or {}).get("chapters", [])
     chapter_entries = []
@@ -312,6 +314,7 @@ def write_project_manifest(job: Job, chapters: list[dict], book: dict | None,
         "book_files": [manifest.file_entry(book["path"], relative_to=job.out_dir)] if book else [],
         "book": {"path": Path(book["path"]).relative_to(job.out_dir).as_posix(), "check": book["check"]}
         if book and "check" in book else None,
+        "published_files": list(published),
         "model": {"engine": job.engine.name, "id": job.engine.model_id, "checksum": job.engine.checksum},
         "software": {"name": "dia-studio", "version": __version__},
         "started_at": started_at, "finished_at": manifest.utc_now(),

@@ -183,6 +183,7 @@ def listed_files(doc: dict) -> set[str]:
         out |= {f.get("path") for f in c.get("files") or []}
         out.add(c.get("manifest"))
     out |= {f.get("path") for f in doc.get("book_files") or []}
+    out |= {f.get("path") for f in doc.get("published_files") or []}
     return {p for p in out if isinstance(p, str) and _safe(p)}
 
 

@@ -15,11 +15,11 @@ from typing import Callable
 from ..publish import acx, episode
 from ..script.manuscript import Block, Chapter, SourceRef
 from ..script.planner import plan_chapters
-from . import delivery, takes
+from . import delivery, manifests, takes
 from .jobs import Job
 
 __all__ = ["credit_texts", "plan_credits", "wants_credits", "render_credits", "publish", "check_strict",
-           "CREDITS_DIR"]
+           "CREDITS_DIR", "published_files"]
 
 CREDITS_DIR = "credits"
 CREDIT_IDS = ("opening-credits", "closing-credits")
@@ -73,6 +73,20 @@ def publish(job: Job, chapters: list[dict], credits: list[dict] | None = None) -
     if settings.profile == "acx":
         out["acx"] = acx.build_package(project, job.out_dir, chapters, credits or [], settings, seed=project.seed)
     return out
+
+
+def published_files(job: Job) -> list[dict]:
+    """File entries (path, sha256, bytes) of everything the publish step and the credits wrote: the
+    project manifest lists them, so the folder still holds exactly what manifest.json lists."""
+    out_dir = Path(job.out_dir)
+    entries = []
+    for sub in (CREDITS_DIR, episode.EPISODE_DIR, acx.ACX_DIR):
+        folder = out_dir / sub
+        if folder.is_dir():
+            entries += [manifests.file_entry(p, relative_to=out_dir)
+                        for p in sorted(folder.rglob("*"))
+                        if p.is_file() and not p.is_symlink() and not p.name.startswith(".tmp")]
+    return entries
 
 
 def check_strict(job: Job, published: dict) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dia_core.files import file_sha256
+from dia_core.production import folder
 from dia_core.production import manifests as manifest_mod
 from dia_core.production.options import RenderOptions
 
@@ -107,6 +108,14 @@ def test_audiobook_example_delivers_an_acx_package_that_passes_every_row(rendere
     assert (out / "acx" / "acx-report.md").read_text().count("| pass |") == 6
     chapter = ID3(out / "chapter-01.mp3")   # the delivered chapters are tagged too
     assert str(chapter["TALB"]) == "The Keeper of Caerwyn" and str(chapter["TRCK"]) == "1/3"
+    # manifest.json is written after the package and lists it: the folder holds exactly what it lists
+    data = json.loads((out / "manifest.json").read_text())
+    published = {f["path"]: f["sha256"] for f in data["published_files"]}
+    assert "acx/acx-report.json" in published and "credits/opening-credits.mp3" in published
+    assert all(file_sha256(out / p) == h for p, h in published.items())
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*")
+               if p.is_file() and ".superseded" not in p.parts and p.name != ".dia-studio-owner.json"}
+    assert on_disk == folder.listed_files(data) | {"manifest.json"}
 
 
 def test_artifacts_and_task_names_are_visible_in_prefect(rendered):
