@@ -25,6 +25,7 @@ from ..files import canonical_hash, file_sha256
 from ..params import HOP_LENGTH, SAMPLE_RATE
 from ..script.project import prompt_frames_for
 from .engines import Engine, TakeRequest, VoicePrompt
+from . import listening
 from .jobs import Job
 from .manifests import jsonable, utc_now
 from .options import ProgressFn
@@ -43,6 +44,7 @@ def _engine_key(engine: Engine) -> dict:
 def prepare_voices(job: Job, log: Callable[[str], None] = lambda _m: None) -> dict[str, VoicePrompt]:
     """Each voice's prompt. Seed-only voices are calibrated once: a short line generated with the
     voice's seed is stored in the project and then used as its reference for the whole book."""
+    listening.open_listener(job)  # an instrument that cannot load stops the render before it generates
     prompts = {}
     for name, voice in job.project.voices.items():
         if voice.reference is not None:
@@ -138,6 +140,8 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
     total, settled = len(pending), 0
     if on_progress:
         on_progress(0, total)
+    listener = listening.open_listener(job)
+    refs = listening.voice_references(job, listener, prompts)
     for attempt in range(1, qc_settings.max_attempts + 1):
         work = [(s, attempt_seed(s.seed, s.id, attempt)) for s in pending]
         keys = {s.id: take_key(job, s, seed, prompts) for s, seed in work}
@@ -146,7 +150,7 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
             log(f"attempt {attempt}: generating {len(missing)} of {len(work)} takes "
                 f"({len(work) - len(missing)} already in the store)")
         _generate_missing(job, missing, keys, prompts, attempt, log)
-        pending = []
+        pending, checked = [], []
         for s, seed in work:
             take = job.store.get(keys[s.id])
             if take is None:
@@ -155,6 +159,9 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
                                    hit_limit=bool(take.record.get("hit_limit")), settings=qc_settings)
             qc = {"passed": bool(result.passed), "score": float(result.score),
                   "metrics": jsonable(result.metrics), "failures": list(result.failures)}
+            checked.append((s, take, qc))
+        listening.apply_listening(job, listener, refs, checked)  # words, voice, quality: folded into qc
+        for (s, seed), (_s, take, qc) in zip(work, checked):
             outcomes[s.id].attempts.append(Attempt(attempt, seed, keys[s.id], qc,
                                                    generated=take.record.get("run") == _RUN_ID))
             if qc["passed"] or attempt == qc_settings.max_attempts:
