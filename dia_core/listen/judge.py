@@ -6,7 +6,8 @@ Failures (short strings, like dia_core.audio.qc's):
 - ``truncated``: more than ``max_missing_at_end`` words missing after the last one heard.
 - ``loop``: a run of 3+ words heard more often than the text has it (and at least twice).
 - ``rate``: words per minute off the voice's median in this render by more than ``max_rate_deviation``.
-- ``voice``: a turn closer to another cast voice than to its own, or below ``min_voice_similarity``.
+- ``voice``: a turn closer to another cast voice than to its own (by more than ``voice_margin``),
+  or below ``min_voice_similarity``.
 - ``mos``: DNSMOS overall below ``min_mos``.
 - ``listen_error``: the listener crashed on this take.
 
@@ -61,7 +62,7 @@ def judge(result: dict, settings, *, voice: str | None = None, rates: dict[str, 
         if sim is None:
             continue
         penalty += 5.0 * max(0.0, settings.min_voice_similarity - sim)
-        if other is not None and other > sim:
+        if other is not None and other - sim > settings.voice_margin:
             failures.append(f"voice: turn at {t['start_s']:.1f} s sounds like {t['closest_other']} "
                             f"({other:.2f}) more than {t['voice']} ({sim:.2f})")
         elif sim < settings.min_voice_similarity:

@@ -34,6 +34,8 @@ class SpeakerEncoder:
 
     def embed(self, audio: np.ndarray, sample_rate: int = 44100) -> np.ndarray | None:
         """Unit-length embedding of ``audio``, or None when it holds too little speech."""
+        if not len(audio) or float(np.max(np.abs(audio))) < 1e-4:   # silence: no voice to embed
+            return None
         x = resample_poly(np.asarray(audio, dtype=np.float32), 160, sample_rate // 100) if sample_rate != 16000 \
             else np.asarray(audio, dtype=np.float32)
         wav = self._preprocess(x, source_sr=16000)   # loudness-normalized, long silences removed (VAD)

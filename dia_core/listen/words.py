@@ -88,7 +88,7 @@ class PocketSphinxRecognizer:
                              for w in sorted(set(known)) for i, p in enumerate(self._pron[w]))
             # One forward pass (no flat-lexicon second pass, no lattice rescoring): with a text-sized
             # model they add time and nothing measurable.
-            d = self._decoder_class(samprate=16000, loglevel="FATAL", hmm=self._model_dir, lm=lm, dict=dic,
+            d = self._decoder_class(samprate=16000, loglevel="FATAL", lm=lm, dict=dic,
                                     fwdflat=False, bestpath=False)
             d.start_utt()
             d.process_raw(pcm, full_utt=True)

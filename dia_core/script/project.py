@@ -269,6 +269,7 @@ def _qc_listening(v: Validator, m: dict, g) -> dict:
         max_missing_at_end=g("max_missing_at_end", v.integer, 0, 1000),
         max_rate_deviation=g("max_rate_deviation", v.number, 0.05, 10.0),
         voice_check=g("voice_check", v.boolean), min_voice_similarity=g("min_voice_similarity", v.number, -1.0, 1.0),
+        voice_margin=g("voice_margin", v.number, 0.0, 2.0),
         mos=g("mos", v.boolean), min_mos=g("min_mos", v.number, 1.0, 5.0))
 
 
