@@ -4,7 +4,8 @@ Failures (short strings, like dia_core.audio.qc's):
 - ``words``: PocketSphinx heard fewer than ``min_word_hits`` of the text's words in order, or
   Whisper's WER is above ``max_wer`` (wrong words, a different segment, noise, reversed speech).
 - ``truncated``: more than ``max_missing_at_end`` words missing after the last one heard.
-- ``loop``: a run of 3+ words heard more often than the text has it (and at least twice).
+- ``loop``: a run of 3+ words, two of them content words, heard at least twice more than the
+  text has it.
 - ``rate``: words per minute off the voice's median in this render by more than ``max_rate_deviation``.
 - ``voice``: a turn closer to another cast voice than to its own (by more than ``voice_margin``),
   or below ``min_voice_similarity``.
@@ -18,6 +19,11 @@ capped at 1), minus 5 x each turn's similarity shortfall below the floor.
 from __future__ import annotations
 
 from statistics import median
+
+# A loop must repeat content: PocketSphinx inserts short function words into clean espeak-ng takes
+# (a clean example take came back with "the on the" heard three times).
+FUNCTION_WORDS = frozenset("a an the and or but of to in on at for by with as from is was be it i you he she "
+                           "we they this that his her its my our your".split())
 
 
 def voice_rates(listened: list[tuple[str | None, dict]]) -> dict[str, float]:
@@ -51,7 +57,8 @@ def judge(result: dict, settings, *, voice: str | None = None, rates: dict[str, 
         penalty += 5.0 * miss
         if w["missing_at_end"] > settings.max_missing_at_end:
             failures.append(f"truncated: last {w['missing_at_end']} words not heard")
-        loops = [g for g in w.get("repeated_ngrams", []) if len(g.split()) >= 3]
+        loops = [g for g in w.get("repeated_ngrams", [])
+                 if len(g.split()) >= 3 and len(set(g.split()) - FUNCTION_WORDS) >= 2]
         if loops:
             failures.append(f"loop: {loops[0]!r} repeated")
         wpm, mid = w.get("words_per_minute"), (rates or {}).get(voice) if voice else None

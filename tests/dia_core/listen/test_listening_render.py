@@ -1,0 +1,100 @@
+"""The take loop with listening on (the projects' defaults): both example projects' clean draft
+takes all pass, the results land in each attempt's qc (schema-valid), a second pass reads them from
+the store instead of listening again, and failures to load or to listen are handled as documented."""
+import shutil
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from dia_core.listen.listener import Listener
+from dia_core.listen.words import ListenerUnavailable, load_recognizer
+from dia_core.production import jobs, listening, takes
+from dia_core.production.manifests import load_schema
+from dia_core.production.options import RenderOptions
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Both examples' takes generated and listened to once; counts the takes actually listened to."""
+    root = tmp_path_factory.mktemp("listened")
+    calls = []
+    original = Listener.listen
+
+    def counting(self, audio, text, *a, **k):
+        calls.append(text)
+        return original(self, audio, text, *a, **k)
+    Listener.listen = counting
+    try:
+        out = {}
+        for name in ("short-audiobook", "podcast-episode"):
+            shutil.copytree(REPO / "projects" / name, root / name, ignore=shutil.ignore_patterns(".dia-studio", "out"))
+            job = jobs.open_job(root / name / "project.yaml", RenderOptions(draft=True, store=str(root / "store")))
+            prompts = takes.prepare_voices(job)
+            first = takes.generate_takes(job, prompts)
+            listened_first = len(calls)
+            again = takes.generate_takes(job, prompts)
+            out[name] = dict(job=job, first=first, again=again, listened=listened_first,
+                             relistened=len(calls) - listened_first)
+            calls.clear()
+        return out
+    finally:
+        Listener.listen = original
+
+
+@pytest.mark.parametrize("name", ["short-audiobook", "podcast-episode"])
+def test_clean_draft_takes_of_the_examples_all_pass(rendered, name):
+    r = rendered[name]
+    rejected = {sid: o.attempts[0].qc["failures"] for sid, o in r["first"].items() if not o.attempts[0].qc["passed"]}
+    assert rejected == {}
+    qc_schema = {"$defs": load_schema("chapter-manifest.schema.json")["$defs"], "$ref": "#/$defs/qc"}
+    for o in r["first"].values():
+        listen = o.attempts[0].qc["listen"]
+        assert "pocketsphinx" in listen["listener"] and "resemblyzer" in listen["listener"]
+        assert listen["words"]["hit_ratio"] >= 0.35 and all(t["voice"] for t in listen["turns"])
+        jsonschema.validate(o.attempts[0].qc, qc_schema)
+    assert r["listened"] == len({s.id for s in r["job"].plan.segments})   # every distinct take, once
+    assert r["relistened"] == 0                                          # the store had them all
+    assert [o.attempts[0].qc for o in r["again"].values()] == [o.attempts[0].qc for o in r["first"].values()]
+
+
+def test_asr_off_is_recorded_and_a_listener_crash_fails_only_that_take(rendered):
+    job = rendered["podcast-episode"]["job"]
+    seg = job.plan.segments[0]
+    take = job.store.get(rendered["podcast-episode"]["first"][seg.id].attempts[0].key)
+    qc = {"passed": True, "score": 0.0, "metrics": {"active_s": 5.0}, "failures": []}
+    listening.apply_listening(job, Listener(None, voice_check=False), {}, [(seg, take, dict(qc))])
+    row = (seg, take, dict(qc))
+    listening.apply_listening(job, Listener(None, voice_check=False), {}, [row])
+    assert row[2]["listen"] == {"listener": "off"} and row[2]["passed"]
+
+    class Broken:
+        name, identity = "pocketsphinx", "broken-1"
+
+        def transcribe(self, *a, **k):
+            raise RuntimeError("decoder exploded")
+    crashing = Listener(None, voice_check=False)
+    crashing.recognizer, crashing.identity = Broken(), "broken-1"
+    row = (seg, take, dict(qc))
+    listening.apply_listening(job, crashing, {}, [row])
+    assert not row[2]["passed"] and row[2]["failures"] == ["listen_error: RuntimeError: decoder exploded"]
+    assert job.store.read_note(take.key, listening._note_name(crashing, {})) is None   # not cached
+
+
+def test_a_model_that_cannot_load_stops_the_render_before_it_generates(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ListenerUnavailable, match=r"^Whisper model '/nonexistent/whisper' cannot load: ") as e:
+        load_recognizer("whisper", "/nonexistent/whisper", device="cpu")
+    assert "\n" not in str(e.value)
+    shutil.copytree(REPO / "projects" / "podcast-episode", tmp_path / "p", ignore=shutil.ignore_patterns(".dia-studio", "out"))
+    yaml = tmp_path / "p" / "project.yaml"
+    yaml.write_text(yaml.read_text() + "qc:\n  asr: whisper\n  asr_model: /nonexistent/whisper\n")
+    job = jobs.open_job(yaml, RenderOptions(draft=True, store=str(tmp_path / "store")))
+    with pytest.raises(listening.ListeningUnavailable, match=r"^qc: Whisper model '/nonexistent/whisper' cannot load"):
+        takes.prepare_voices(job)
+    assert not (tmp_path / "store").exists()   # nothing generated
+    with pytest.raises(ListenerUnavailable, match="unknown speech recognizer 'vosk'"):
+        load_recognizer("vosk")
