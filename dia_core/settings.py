@@ -65,7 +65,7 @@ class QCSettings:
     # Listening (dia_core.listen; calibration and evidence: docs/project-yaml.md, `qc`)
     asr: str = "auto"                   # auto (pocketsphinx for --draft, whisper for Dia) | pocketsphinx | whisper | off
     asr_model: str | None = None        # Whisper model id (HF cache); default dia_core.listen.words.DEFAULT_WHISPER
-    min_word_hits: float = 0.35         # PocketSphinx: share of the text's words heard in order
+    min_word_hits: float = 0.3          # PocketSphinx: share of the text's words heard in order
     max_wer: float = 0.3                # Whisper: word error rate
     max_missing_at_end: int = 6         # words not heard after the last one that was (truncation)
     max_rate_deviation: float = 0.35    # words/min against the voice's median in the render

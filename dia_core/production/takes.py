@@ -142,6 +142,7 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
         on_progress(0, total)
     listener = listening.open_listener(job)
     refs = listening.voice_references(job, listener, prompts)
+    log(f"listening: {listener.identity}")
     for attempt in range(1, qc_settings.max_attempts + 1):
         work = [(s, attempt_seed(s.seed, s.id, attempt)) for s in pending]
         keys = {s.id: take_key(job, s, seed, prompts) for s, seed in work}
