@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
-from dia_core.production import delivery, folder, jobs, manifests, takes
+from dia_core.production import delivery, drift, folder, jobs, manifests, takes
 from dia_core.production.options import ProgressFn, RenderOptions
 
 
@@ -94,6 +94,7 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
     with gpu_slot(job.engine_device):
         outcomes = takes.generate_takes(job, prompts, progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
+    logger.info(f"drift report: {drift.write_drift_report(job, outcomes)}")
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
     failed = [sid for sid, o in outcomes.items() if not o.chosen.qc["passed"]]
     if failed:

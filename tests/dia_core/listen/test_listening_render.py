@@ -98,3 +98,23 @@ def test_a_model_that_cannot_load_stops_the_render_before_it_generates(tmp_path,
     assert not (tmp_path / "store").exists()   # nothing generated
     with pytest.raises(ListenerUnavailable, match="unknown speech recognizer 'vosk'"):
         load_recognizer("vosk")
+
+
+def test_drift_report_names_outliers_by_chapter_and_segment(rendered):
+    import copy
+    import json
+
+    from dia_core.production import drift
+    r = rendered["short-audiobook"]
+    outcomes = copy.deepcopy(r["first"])
+    victim = r["job"].plan.chapters[1].segments[0]
+    turn = outcomes[victim.id].chosen.qc["listen"]["turns"][0]
+    turn["similarity"] = 0.1   # as if this take drifted to another voice
+    path = drift.write_drift_report(r["job"], outcomes)
+    report = json.loads(path.read_text())
+    assert set(report["per_voice_chapter"]["narrator"]) == {c.id for c in r["job"].plan.chapters}
+    assert {"chapter": r["job"].plan.chapters[1].id, "segment": victim.id, "voice": turn["voice"],
+            "measure": "similarity", "value": 0.1} in [{k: o[k] for k in ("chapter", "segment", "voice", "measure", "value")}
+                                                     for o in report["outliers"]]
+    assert (path.parent / "qc-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert victim.id in (path.parent / "qc-report.md").read_text()
