@@ -114,3 +114,45 @@ def apply_listening(job: Job, listener: Listener, refs: dict[str, np.ndarray], r
         qc["failures"] = qc["failures"] + failures
         qc["passed"] = not qc["failures"]
         qc["score"] = round(qc["score"] - penalty, 4)
+
+
+class Prefetch:
+    """Listens to each stored batch in a worker thread while the engine generates the next one; the
+    results land in the store, where ``apply_listening`` finds them (a GPU host hides most of the
+    listening behind generation). ``wait`` returns once everything submitted is listened to."""
+
+    def __init__(self, job: Job, listener: Listener, refs: dict[str, np.ndarray]):
+        self.job, self.listener, self.refs = job, listener, refs
+        self._pool = ThreadPoolExecutor(max_workers=1) if listener.active else None
+        self._futures = []
+
+    def submit(self, stored: list) -> None:
+        """[(segment, store key)] just stored."""
+        if self._pool is None:
+            return
+        self._futures.append(self._pool.submit(self._listen, stored))
+
+    def _listen(self, stored: list) -> None:
+        from ..audio.qc import check_segment
+        rows = []
+        for s, key in stored:
+            take = self.job.store.get(key)
+            if take is None:
+                continue
+            result = check_segment(take.load_audio(), expected_seconds=s.est_seconds, settings=self.job.project.qc)
+            rows.append((s, take, {"metrics": result.metrics}))
+        listen_takes(self.job, self.listener, self.refs, rows)
+
+    def wait(self) -> None:
+        """Errors here are not the render's: apply_listening listens again to whatever is missing."""
+        for f in self._futures:
+            try:
+                f.result()
+            except Exception:  # noqa: BLE001 - logged by the listener; the take is listened to again
+                pass
+        self._futures.clear()
+
+    def close(self) -> None:
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown()

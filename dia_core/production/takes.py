@@ -150,7 +150,11 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
         if missing:
             log(f"attempt {attempt}: generating {len(missing)} of {len(work)} takes "
                 f"({len(work) - len(missing)} already in the store)")
-        _generate_missing(job, missing, keys, prompts, attempt, log)
+        prefetch = listening.Prefetch(job, listener, refs)
+        try:
+            _generate_missing(job, missing, keys, prompts, attempt, log, on_stored=prefetch.submit)
+        finally:
+            prefetch.close()
         pending, checked = [], []
         for s, seed in work:
             take = job.store.get(keys[s.id])
@@ -181,7 +185,7 @@ _RUN_ID = hashlib.sha256(f"{os.getpid()}:{dt.datetime.now().isoformat()}".encode
 
 
 def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attempt: int,
-                      log: Callable[[str], None]) -> None:
+                      log: Callable[[str], None], on_stored: Callable[[list], None] | None = None) -> None:
     """Generate in length-sorted batches (similar lengths pad less); halve the batch on OOM.
     Pipelined: batch k's takes are finished (audio decoded) and stored after batch k + 1 has been
     generated, so the engine can decode one batch while it generates the next."""
@@ -198,6 +202,8 @@ def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attemp
                 "kind": "segment", "segment_id": s.id, "attempt": attempt, "seed": seed,
                 "hit_limit": bool(take.hit_limit), "run": _RUN_ID, **mode, "created_at": utc_now()})
         faults.hit("batch")  # after a batch is safely stored
+        if on_stored is not None:   # e.g. listen to this batch while the next one generates
+            on_stored([(s, keys[s.id]) for s, _seed in chunk])
 
     i = 0
     while i < len(missing):
