@@ -1,8 +1,8 @@
 """Renders in tests that are not about listening switch it off explicitly (`qc: asr: off,
-voice_check: false`): listening costs ~4 CPU seconds per minute of draft audio plus loading
-torch and the models in every render process (bench/results/
-listen-2026-12-03.md), and the Dia tests' tiny random models speak no words to hear. The listening
-tests (tests/dia_core/listen/) render the examples with it on."""
+voice_check: false`): listening costs ~4 CPU seconds per minute of draft audio, plus loading torch
+and the models in every render process (bench/results/listen-2026-12-03.md), and the Dia tests'
+tiny random models speak no words to hear. The listening tests (tests/dia_core/listen/) render both
+examples with it on."""
 from pathlib import Path
 
 OFF = {"asr": "off", "voice_check": "false"}
