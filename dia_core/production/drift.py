@@ -90,7 +90,9 @@ def _plot(rows: list[dict]) -> bytes:
             if pts:
                 ax.plot(*zip(*pts), "o-", ms=3, label=v)
         ax.set_ylabel(m.replace("_", " "))
-    axes[0].legend(fontsize=7, ncol=min(4, len(voices)) or 1)
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if labelled:   # with listening off only the level row has points
+        labelled[0].legend(fontsize=7, ncol=min(4, len(voices)))
     axes[-1].set_xlabel("take (book order)")
     buf = io.BytesIO()
     fig.tight_layout()
