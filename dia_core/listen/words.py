@@ -145,7 +145,7 @@ class WhisperRecognizer:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self._pipe = pipeline("automatic-speech-recognition", model=model_id, device=device,
-                                  torch_dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+                                  dtype=torch.float16 if device.startswith("cuda") else torch.float32)
         except Exception as e:  # not in the cache offline, not a Whisper checkpoint, corrupt weights
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ListenerUnavailable(f"Whisper model {model_id!r} cannot load: {first}") from None
