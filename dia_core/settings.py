@@ -62,3 +62,15 @@ class QCSettings:
     duration_ratio_min: float = 0.5
     duration_ratio_max: float = 2.0
     max_internal_silence_s: float = 2.0
+    # Listening (dia_core.listen; calibration and evidence: docs/project-yaml.md, `qc`)
+    asr: str = "auto"                   # auto (pocketsphinx for --draft, whisper for Dia) | pocketsphinx | whisper | off
+    asr_model: str | None = None        # Whisper model id (HF cache); default dia_core.listen.words.DEFAULT_WHISPER
+    min_word_hits: float = 0.3          # PocketSphinx: share of the text's words heard in order
+    max_wer: float = 0.3                # Whisper: word error rate
+    max_missing_at_end: int = 6         # words not heard after the last one that was (truncation)
+    max_rate_deviation: float = 0.35    # words/min against the voice's median in the render
+    voice_check: bool = True            # Resemblyzer similarity of each turn to its voice
+    min_voice_similarity: float = 0.75
+    voice_margin: float = 0.05          # a turn fails when another voice is closer than its own by more
+    mos: bool = False                   # DNSMOS estimate (speechmos)
+    min_mos: float = 2.0

@@ -14,7 +14,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from dia_core.production import delivery, folder, jobs, manifests, publishing, takes
+from dia_core.production import delivery, drift, folder, jobs, manifests, publishing, takes
 from dia_core.production.options import ProgressFn, RenderOptions
 from dia_core.review import apply as review
 from flows import sharded
@@ -61,6 +61,7 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
     with gpu_slot(job.engine_device):
         outcomes = review.generate_takes(job, prompts, applied, progress, log=logger.info)
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
+    logger.info(f"drift report: {drift.write_drift_report(job, outcomes)}")
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")
     failed = [sid for sid, o in outcomes.items() if not o.chosen.qc["passed"] and "~" not in sid]
     if failed:
@@ -218,8 +219,17 @@ def _segment_rows(chapter_manifest) -> list[dict]:
     data = json.loads(open(chapter_manifest).read())
     return [{"segment": s["id"], "speakers": ", ".join(dict.fromkeys(s["speakers"])),
              "attempts": len(s["attempts"]), "qc": "pass" if s["qc"]["passed"] else "FAIL: " + "; ".join(s["qc"]["failures"]),
+             **_listen_columns(s["qc"].get("listen") or {}),
              "start": s["start_ms"] / 1000, "seconds": (s["end_ms"] - s["start_ms"]) / 1000,
              "text": s["text"][:80]} for s in data["segments"]]
+
+
+def _listen_columns(listen: dict) -> dict:
+    """What the listener heard (dia_core.listen): words heard in order (or WER) and the lowest turn similarity."""
+    words, sims = listen.get("words") or {}, [t["similarity"] for t in listen.get("turns") or [] if t.get("similarity") is not None]
+    heard = (f'{words["hit_ratio"]:.0%} heard' if words.get("backend") == "pocketsphinx" else f'WER {words["wer"]:.2f}') \
+        if words else listen.get("error", "off" if listen.get("listener") == "off" else "")
+    return {"words": heard, "voice": round(min(sims), 3) if sims else None}
 
 
 def _summary(job: jobs.Job, chapters: list[dict], book: dict | None, missing: list[str] | tuple = ()) -> str:

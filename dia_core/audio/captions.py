@@ -8,7 +8,7 @@ from pathlib import Path
 from ..atomic import write_text
 
 __all__ = ["Cue", "write_vtt", "write_srt", "vtt_text", "srt_text", "read_vtt", "read_srt",
-           "cues_from_segments", "clean_text"]
+           "cues_from_segments", "clean_text", "readable_cues"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,38 @@ def cues_from_segments(segments, speaker_names: dict | None = None) -> list[Cue]
         cues.append(Cue(seg["start_ms"] / 1000.0, seg["end_ms"] / 1000.0,
                         " & ".join(speakers) or None, clean_text(seg["text"])))
     return cues
+
+
+_PHRASE_END = re.compile(r"[,;:.!?\u2014)]$")
+
+
+def readable_cues(cue: Cue, *, line_chars: int = 42, lines: int = 2, max_seconds: float = 7.0) -> list[Cue]:
+    """Split one long cue as common caption practice asks: at most ``lines`` lines of about
+    ``line_chars`` characters and about ``max_seconds`` on screen, cut at phrase boundaries
+    (after , ; : . ! ? or a dash) where one falls in the second half of the allowed length, else
+    between words. Times are shared out by characters (speech runs at a roughly even rate)."""
+    duration = max(cue.end_s - cue.start_s, 1e-6)
+    limit = min(line_chars * lines, max(line_chars, int(len(cue.text) / duration * max_seconds)))
+    words, pieces, current = cue.text.split(), [], []
+    for w in words:
+        if current and len(" ".join(current + [w])) > limit:
+            cut = len(current)
+            for i in range(len(current) - 1, 0, -1):   # the last phrase end in the later half of the piece
+                if _PHRASE_END.search(current[i - 1]) and len(" ".join(current[:i])) >= limit // 2:
+                    cut = i
+                    break
+            pieces.append(current[:cut])
+            current = current[cut:]
+        current.append(w)
+    if current:
+        pieces.append(current)
+    if len(pieces) <= 1:
+        return [cue]
+    texts = [" ".join(p) for p in pieces]
+    total = sum(len(t) for t in texts)
+    out, t0 = [], cue.start_s
+    for i, t in enumerate(texts):
+        t1 = cue.end_s if i == len(texts) - 1 else t0 + duration * len(t) / total
+        out.append(Cue(t0, t1, cue.speaker, t))
+        t0 = t1
+    return out

@@ -74,7 +74,7 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
 
     cues, segments = [], []
     for s, (start_ms, end_ms) in zip(chapter.segments, manifest.segment_times_ms(spans)):
-        cues += _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue)
+        cues += [short for c in _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue) for short in cap.readable_cues(c)]
         o = outcomes[s.id]
         segments.append({
             "id": s.id, "text": s.text, "display_text": s.display_text or s.text,

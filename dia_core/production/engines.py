@@ -93,6 +93,7 @@ class DraftEngine:
 
     name = "draft-espeak-ng"
     default_batch_size = 8
+    clones_prompts = False   # its voices are espeak-ng's, whatever the prompts (dia_core.production.listening)
 
     def __init__(self, cast: dict[str, str | None]):
         exe = shutil.which("espeak-ng")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from . import listening
 from .jobs import Job
 from .takes import Attempt, Outcome, attempt_seed, qc_take, take_key
 
@@ -64,27 +65,37 @@ def plan_shards(segments: Iterable, minutes: float = DEFAULT_SHARD_MINUTES) -> l
 def read_store(job: Job, prompts: dict, segments: Sequence) -> tuple[dict[str, Outcome], list]:
     """What the take loop would find in the store, without generating: the outcomes of the
     segments it would settle from stored takes alone (a take passed QC, or the last attempt is
-    stored), and the segments for which it would still generate something."""
+    stored), and the segments for which it would still generate something. Attempt by attempt,
+    like the loop, so listening judges the same rows together (its rate check is relative)."""
     qc_settings = job.project.qc
     settled: dict[str, Outcome] = {}
     todo = []
-    for s in {s.id: s for s in segments}.values():
-        attempts, complete = [], False
-        for attempt in range(1, qc_settings.max_attempts + 1):
+    # the take loop's verdict includes listening (cached with the take: a shard's notes are reused)
+    listener = listening.open_listener(job)
+    refs = listening.voice_references(job, listener, prompts)
+    pending = list({s.id: s for s in segments}.values())
+    attempts: dict[str, list[Attempt]] = {s.id: [] for s in pending}
+    for attempt in range(1, qc_settings.max_attempts + 1):
+        rows = []
+        for s in pending:
             seed = attempt_seed(s.seed, s.id, attempt)
             key = take_key(job, s, seed, prompts)
             take = job.store.get(key)
             if take is None:
-                break
-            qc = qc_take(take, s, qc_settings)
-            attempts.append(Attempt(attempt, seed, key, qc, generated=False))
+                todo.append(s)
+            else:
+                rows.append((s, seed, key, take, qc_take(take, s, qc_settings)))
+        if rows:
+            listening.apply_listening(job, listener, refs, [(s, take, qc) for s, _seed, _key, take, qc in rows])
+        pending = []
+        for s, seed, key, _take, qc in rows:
+            attempts[s.id].append(Attempt(attempt, seed, key, qc, generated=False))
             if qc["passed"] or attempt == qc_settings.max_attempts:
-                complete = True
-                break
-        if complete:
-            settled[s.id] = Outcome(s.id, attempts)
-        else:
-            todo.append(s)
+                settled[s.id] = Outcome(s.id, attempts[s.id])
+            else:
+                pending.append(s)
+        if not pending:
+            break
     return settled, todo
 
 

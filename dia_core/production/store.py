@@ -77,3 +77,15 @@ class SegmentStore:
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
+
+    # Notes: small JSON results kept beside a take (listening results, keyed by the listener's
+    # identity), so a re-render reads them instead of measuring again.
+    def read_note(self, key: str, name: str) -> dict | None:
+        path = self._dir(key) / f"{name}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_note(self, key: str, name: str, data: dict) -> None:
+        atomic.write_json(self._dir(key) / f"{name}.json", data)

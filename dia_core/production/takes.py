@@ -25,6 +25,7 @@ from ..files import canonical_hash, file_sha256
 from ..params import HOP_LENGTH, SAMPLE_RATE
 from ..script.project import prompt_frames_for
 from .engines import Engine, TakeRequest, VoicePrompt
+from . import listening
 from .jobs import Job
 from .manifests import jsonable, utc_now
 from .options import ProgressFn
@@ -43,6 +44,7 @@ def _engine_key(engine: Engine) -> dict:
 def prepare_voices(job: Job, log: Callable[[str], None] = lambda _m: None) -> dict[str, VoicePrompt]:
     """Each voice's prompt. Seed-only voices are calibrated once: a short line generated with the
     voice's seed is stored in the project and then used as its reference for the whole book."""
+    listening.open_listener(job)  # an instrument that cannot load stops the render before it generates
     prompts = {}
     for name, voice in job.project.voices.items():
         if voice.reference is not None:
@@ -150,6 +152,9 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
     total, settled = len(pending), 0
     if on_progress:
         on_progress(0, total)
+    listener = listening.open_listener(job)
+    refs = listening.voice_references(job, listener, prompts)
+    log(f"listening: {listener.identity}")
     for attempt in range(1, qc_settings.max_attempts + 1):
         work = [(s, attempt_seed(s.seed, s.id, attempt)) for s in pending]
         keys = {s.id: take_key(job, s, seed, prompts) for s, seed in work}
@@ -157,13 +162,19 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
         if missing:
             log(f"attempt {attempt}: generating {len(missing)} of {len(work)} takes "
                 f"({len(work) - len(missing)} already in the store)")
-        _generate_missing(job, missing, keys, prompts, attempt, log)
-        pending = []
+        prefetch = listening.Prefetch(job, listener, refs)
+        try:
+            _generate_missing(job, missing, keys, prompts, attempt, log, on_stored=prefetch.submit)
+        finally:
+            prefetch.close()
+        pending, checked = [], []
         for s, seed in work:
             take = job.store.get(keys[s.id])
             if take is None:
                 raise RuntimeError(f"take {keys[s.id]} vanished from the store {job.store.root}")
-            qc = qc_take(take, s, qc_settings)
+            checked.append((s, take, qc_take(take, s, qc_settings)))
+        listening.apply_listening(job, listener, refs, checked)  # words, voice, quality: folded into qc
+        for (s, seed), (_s, take, qc) in zip(work, checked):
             outcomes[s.id].attempts.append(Attempt(attempt, seed, keys[s.id], qc,
                                                    generated=take.record.get("run") == _RUN_ID))
             if qc["passed"] or attempt == qc_settings.max_attempts:
@@ -182,7 +193,7 @@ _RUN_ID = hashlib.sha256(f"{os.getpid()}:{dt.datetime.now().isoformat()}".encode
 
 
 def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attempt: int,
-                      log: Callable[[str], None]) -> None:
+                      log: Callable[[str], None], on_stored: Callable[[list], None] | None = None) -> None:
     """Generate in length-sorted batches (similar lengths pad less); halve the batch on OOM.
     Pipelined: batch k's takes are finished (audio decoded) and stored after batch k + 1 has been
     generated, so the engine can decode one batch while it generates the next."""
@@ -199,6 +210,8 @@ def _generate_missing(job: Job, missing: list, keys: dict, prompts: dict, attemp
                 "kind": "segment", "segment_id": s.id, "attempt": attempt, "seed": seed,
                 "hit_limit": bool(take.hit_limit), "run": _RUN_ID, **mode, "created_at": utc_now()})
         faults.hit("batch")  # after a batch is safely stored
+        if on_stored is not None:   # e.g. listen to this batch while the next one generates
+            on_stored([(s, keys[s.id]) for s, _seed in chunk])
 
     i = 0
     while i < len(missing):

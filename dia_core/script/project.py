@@ -256,10 +256,30 @@ def _qc(v: Validator, y: Located | None) -> QCSettings:
         duration_ratio_min=g("duration_ratio_min", v.number, 0.05, 1.0),
         duration_ratio_max=g("duration_ratio_max", v.number, 1.0, 20.0),
         max_internal_silence_s=g("max_internal_silence_s", v.number, 0.1, 60.0),
+        **_qc_listening(v, m, g),
     )
     if q.duration_ratio_max <= q.duration_ratio_min:
         raise v.error("must be larger than duration_ratio_min", m.get("duration_ratio_max"), "qc.duration_ratio_max")
     return q
+
+
+def _qc_listening(v: Validator, m: dict, g) -> dict:
+    """`qc:` listening keys (dia_core.listen; defaults and evidence in docs/project-yaml.md)."""
+    # YAML 1.1 reads a bare `off` as false: `asr: off` and `asr: false` both switch recognition off
+    asr = ("off" if m["asr"].value is False else g("asr", v.string)) if "asr" in m else QCSettings().asr
+    if asr not in ASR_CHOICES:
+        raise v.error(f"must be one of {', '.join(ASR_CHOICES)}, got {asr!r}", m["asr"], "qc.asr")
+    return dict(
+        asr=asr, asr_model=g("asr_model", v.string) if "asr_model" in m else None,
+        min_word_hits=g("min_word_hits", v.number, 0.0, 1.0), max_wer=g("max_wer", v.number, 0.0, 5.0),
+        max_missing_at_end=g("max_missing_at_end", v.integer, 0, 1000),
+        max_rate_deviation=g("max_rate_deviation", v.number, 0.05, 10.0),
+        voice_check=g("voice_check", v.boolean), min_voice_similarity=g("min_voice_similarity", v.number, -1.0, 1.0),
+        voice_margin=g("voice_margin", v.number, 0.0, 2.0),
+        mos=g("mos", v.boolean), min_mos=g("min_mos", v.number, 1.0, 5.0))
+
+
+ASR_CHOICES = ("auto", "pocketsphinx", "whisper", "off")
 
 
 def _float_fields(v: Validator, m: dict[str, Located], path: str, spec: dict[str, tuple[float, float]], default):

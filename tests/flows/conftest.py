@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.listening_off import without_listening
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,5 +20,5 @@ def project_copy(tmp_path):
     def copy(name: str) -> Path:
         dst = tmp_path / "projects" / name
         shutil.copytree(REPO / "projects" / name, dst, ignore=shutil.ignore_patterns(".dia-studio", "out"))
-        return dst / "project.yaml"
+        return without_listening(dst / "project.yaml")
     return copy

@@ -35,6 +35,8 @@ delivery:
   captions: [{captions}]
 qc:
   max_attempts: 1
+  asr: off
+  voice_check: false
 {qc}"""
 
 

@@ -14,6 +14,7 @@ from dia_core.files import file_sha256
 from dia_core.production import folder
 from dia_core.production import manifests as manifest_mod
 from dia_core.production.options import RenderOptions
+from tests.listening_off import without_listening
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def rendered(tmp_path_factory, prefect_api):
     root = tmp_path_factory.mktemp("e2e")
     shutil.copytree(REPO / "projects" / "short-audiobook", root / "short-audiobook",
                     ignore=shutil.ignore_patterns(".dia-studio", "out"))
-    project = root / "short-audiobook" / "project.yaml"
+    project = without_listening(root / "short-audiobook" / "project.yaml")
     options = RenderOptions(draft=True, out_dir=str(root / "out"), store=str(root / "store"))
     state = produce(project=str(project), options=options, return_state=True)
     return {"state": state, "project": project, "out": root / "out" / "short-audiobook",

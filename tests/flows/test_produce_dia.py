@@ -32,7 +32,7 @@ def tiny_render(tmp_path_factory):
         "title: Tiny Book\nauthor: Tests\nmanuscript: book.md\nseed: 1\n"
         "sampling:\n  max_new_tokens: 500\n"
         "voices:\n  reader:\n    seed: 9\n    calibration_text: Hello there.\n"
-        "narrator_voice: reader\nqc:\n  max_attempts: 1\n"
+        "narrator_voice: reader\nqc:\n  max_attempts: 1\n  asr: off\n  voice_check: false\n"
         "delivery:\n  profile: podcast\n  formats: [wav]\n  captions: [vtt]\n")
     out, store = tmp_path / "out", tmp_path / "store"
     with single_thread():

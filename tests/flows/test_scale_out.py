@@ -54,7 +54,8 @@ def make_project(root: Path, title: str, chapters: list[list[str]]) -> Path:
     (root / "project.yaml").write_text(
         f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n"
         "voices:\n  reader:\n    seed: 5\nnarrator_voice: reader\n"
-        "delivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n")
+        "delivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n"
+        "qc:\n  asr: off\n  voice_check: false\n")
     return root / "project.yaml"
 
 

@@ -50,6 +50,8 @@ segmenting:
   max_seconds: 4
 qc:
   max_attempts: 1
+  asr: off            # not about listening (tests/listening_off.py)
+  voice_check: false
 """
 
 _REF_CACHE: dict[str, bytes] = {}

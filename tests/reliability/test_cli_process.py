@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.listening_off import without_listening
+
 from .conftest import REPO, base_env, run_cli
 
 BOOK = REPO / "projects" / "short-audiobook"
@@ -21,7 +23,7 @@ BOOK = REPO / "projects" / "short-audiobook"
 
 def _copy_book(root: Path) -> Path:
     shutil.copytree(BOOK, root / "book", ignore=shutil.ignore_patterns(".dia-studio", "out"))
-    return root / "book" / "project.yaml"
+    return without_listening(root / "book" / "project.yaml")
 
 
 def _local_env(tmp: Path, prefect_home: Path | None = None) -> dict:

@@ -31,7 +31,7 @@ def dia(tmp_path_factory, render_env):
     (project / "project.yaml").write_text(
         "title: Tiny Dia\nauthor: Tests\nmanuscript: book.md\nseed: 1\nsampling:\n  max_new_tokens: 500\n"
         "voices:\n  reader:\n    seed: 9\n    calibration_text: Hello there.\nnarrator_voice: reader\n"
-        "qc:\n  max_attempts: 1\ndelivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n")
+        "qc:\n  max_attempts: 1\n  asr: off\n  voice_check: false\ndelivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n")
     env = dict(render_env, OMP_NUM_THREADS="1")  # tiny models run slower with intra-op threads
 
     def render(tmp: Path, *extra, fault: str | None = None):

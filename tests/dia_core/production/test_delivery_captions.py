@@ -15,6 +15,8 @@ from dia_core.production.options import RenderOptions
 from dia_core.production import manifests as manifest_mod
 from dia_core.audio.captions import read_srt, read_vtt
 
+from tests.listening_off import without_listening
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -32,6 +34,7 @@ def chapter_one(tmp_path_factory):
         assert old in text
         text = text.replace(old, new)
     yaml.write_text(text)
+    without_listening(yaml)
     # a short first chapter read by the two reference voices (no seed-only calibration): fast
     (root / "short-audiobook" / "manuscript.md").write_text(
         "# Chapter One: The Letter\n\nThe lighthouse at Caerwyn had stood for two hundred years. "

@@ -9,6 +9,7 @@ from dia_core.production import delivery, jobs, takes
 from dia_core.production.options import RenderOptions, fast_path_mode
 from dia_core.production.engines import Take
 from dia_core.errors import InputError
+from tests.listening_off import without_listening
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -39,7 +40,7 @@ class RecordingEngine:
 @pytest.fixture
 def job(tmp_path):
     shutil.copytree(ROOT / "projects" / "short-audiobook", tmp_path / "book")
-    return jobs.open_job(tmp_path / "book" / "project.yaml",
+    return jobs.open_job(without_listening(tmp_path / "book" / "project.yaml"),
                            RenderOptions(draft=True, store=str(tmp_path / "store"), batch_size=2))
 
 
