@@ -58,8 +58,9 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
 
     prompts = takes.prepare_voices(job, log=logger.info)
     applied = review.Applied.load(job.project.work_dir)   # review.yaml as this render applied it
-    with gpu_slot(job.engine_device):
-        outcomes = review.generate_takes(job, prompts, applied, progress, log=logger.info)
+    # the GPU slot is taken only if something is generated: a cached re-render never waits for it
+    outcomes = review.generate_takes(job, prompts, applied, progress, log=logger.info,
+                                     hold_device=lambda: gpu_slot(job.engine_device))
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"drift report: {drift.write_drift_report(job, outcomes)}")
     logger.info(f"{generated} takes generated in this run, {len(outcomes)} segments settled")

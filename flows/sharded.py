@@ -96,8 +96,8 @@ def generate_shard(project: str, options: dict, shard: dict) -> dict:
     piece = shards.Shard.from_dict(shard)
     with heartbeat(heartbeat_path(job.store.root, flow_run.id)):
         prompts = takes.prepare_voices(job, log=logger.info)
-        with gpu_slot(job.engine_device):
-            outcomes = takes.generate_takes(job, prompts, log=logger.info, only=set(piece.segment_ids))
+        outcomes = takes.generate_takes(job, prompts, log=logger.info, only=set(piece.segment_ids),
+                                        hold_device=lambda: gpu_slot(job.engine_device))
     generated = sum(a.generated for o in outcomes.values() for a in o.attempts)
     logger.info(f"shard {piece.index + 1}: {generated} takes generated on {worker_name()}, "
                 f"{len(outcomes)} segments settled")

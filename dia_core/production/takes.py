@@ -6,13 +6,14 @@ generates what is missing, and editing one paragraph only regenerates its segmen
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, ContextManager
 
 import numpy as np
 
@@ -142,9 +143,25 @@ def qc_take(take, segment, qc_settings) -> dict:
 
 def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: ProgressFn | None = None,
                    log: Callable[[str], None] = lambda _m: None,
-                   only: Collection[str] | None = None) -> dict[str, Outcome]:
+                   only: Collection[str] | None = None,
+                   hold_device: Callable[[], ContextManager] | None = None) -> dict[str, Outcome]:
     """Settle every segment of the plan (or the ids in ``only``: one shard) from the store,
-    generating what it lacks."""
+    generating what it lacks. ``hold_device()`` (e.g. the GPU slot) is entered before the first
+    take is generated and held to the end: a render whose takes are all stored never waits for it."""
+    with contextlib.ExitStack() as held:
+        holding = False
+
+        def generating() -> None:
+            nonlocal holding
+            if hold_device is not None and not holding:
+                held.enter_context(hold_device())
+                holding = True
+        return _settle_takes(job, prompts, on_progress, log, only, generating)
+
+
+def _settle_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: ProgressFn | None,
+                  log: Callable[[str], None], only: Collection[str] | None,
+                  generating: Callable[[], None]) -> dict[str, Outcome]:
     qc_settings = job.project.qc
     segments = [s for s in job.plan.segments if only is None or s.id in only]
     outcomes = {s.id: Outcome(s.id, []) for s in segments}
@@ -160,6 +177,7 @@ def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progr
         keys = {s.id: take_key(job, s, seed, prompts) for s, seed in work}
         missing = [(s, seed) for s, seed in work if job.store.get(keys[s.id]) is None]
         if missing:
+            generating()
             log(f"attempt {attempt}: generating {len(missing)} of {len(work)} takes "
                 f"({len(work) - len(missing)} already in the store)")
         prefetch = listening.Prefetch(job, listener, refs)

@@ -174,7 +174,8 @@ def _fix_text(s, text: str, label: str, sid: str) -> None:
 # ---- takes -----------------------------------------------------------------------------------------
 
 def generate_takes(job: Job, prompts: dict, applied: Applied, on_progress=None,
-                   log: Callable[[str], None] = lambda _m: None) -> dict[str, takes.Outcome]:
+                   log: Callable[[str], None] = lambda _m: None,
+                   hold_device=None) -> dict[str, takes.Outcome]:
     """The production take loop for every segment that is not pinned (and the requested
     alternatives); pinned segments get their pinned take, QC'd like any other."""
     todo, alternatives = [], []
@@ -190,7 +191,8 @@ def generate_takes(job: Job, prompts: dict, applied: Applied, on_progress=None,
         loop_plan = Plan(job.plan.project_title, [ChapterPlan("review", 0, "", todo + alternatives,
                                                                job.plan.chapters[0].source)], [])
         loop_job = replace(job, plan=loop_plan)
-    outcomes = takes.generate_takes(loop_job, prompts, on_progress, log=log) if loop_job.plan.segments else {}
+    outcomes = (takes.generate_takes(loop_job, prompts, on_progress, log=log, hold_device=hold_device)
+                if loop_job.plan.segments else {})
     if loop_job is not job and job._engine is None:
         job._engine = loop_job._engine
     for s in job.plan.segments:

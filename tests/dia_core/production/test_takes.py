@@ -79,3 +79,25 @@ def test_strict_profile_fails_on_a_failing_m4b_check():
     delivery.check_strict(job(False), chapters, book)  # not strict: recorded in the manifest only
     delivery.check_strict(job(True), chapters, {"path": "out/book.m4b", "check": {"passed": True, "failures": []}})
     delivery.check_strict(job(True), chapters, None)
+
+
+def test_device_is_held_only_while_something_is_generated(job):
+    """The GPU slot (hold_device) is entered once, before the first generation; a re-render whose
+    takes are all in the store never enters it (it would wait for a busy GPU for nothing)."""
+    prompts = takes.prepare_voices(job)
+    only = {s.id for s in job.plan.segments[:3]}
+    entered = []
+
+    class Hold:
+        def __enter__(self):
+            entered.append(len(list(job.store.root.rglob("take.json"))))   # takes stored so far
+
+        def __exit__(self, *exc):
+            return False
+
+    before = len(list(job.store.root.rglob("take.json")))   # the voices' calibration takes
+    first = takes.generate_takes(job, prompts, only=only, hold_device=Hold)
+    assert entered == [before] and all(a.generated for o in first.values() for a in o.attempts[:1])
+    again = takes.generate_takes(job, prompts, only=only, hold_device=Hold)
+    assert entered == [before], "a render with every take stored took the device"
+    assert {sid: o.chosen.key for sid, o in again.items()} == {sid: o.chosen.key for sid, o in first.items()}
