@@ -242,6 +242,9 @@ def cmd_catalog(args) -> int:
 
     _log_to_file(args, catalog / ".dia-studio" / "logs")
     with prefect_api(catalog / ".dia-studio" / "logs", _say):
+        if args.deployment:  # bad input before any project is looked at
+            from flows.sharded import check_deployment
+            check_deployment(args.deployment, "produce", "--deployment")
         state = narrate_catalog(catalog=str(catalog), options=options, deployment=args.deployment,
                                 return_state=True)
     return _report(args, state, Path(options.out_dir) if options.out_dir else catalog)

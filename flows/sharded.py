@@ -108,6 +108,11 @@ def generate_shard(project: str, options: dict, shard: dict) -> dict:
 
 def check_shard_target(deployment: str, field: str = "--shard-deployment") -> None:
     """Bad input unless ``deployment`` exists, runs the generate-shard flow and its work pool exists."""
+    check_deployment(deployment, SHARD_FLOW, field)
+
+
+def check_deployment(deployment: str, flow: str, field: str) -> None:
+    """Bad input unless ``deployment`` exists, runs the flow named ``flow`` and its work pool exists."""
     with get_client(sync_client=True) as client:
         try:
             dep = client.read_deployment_by_name(deployment)
@@ -115,8 +120,8 @@ def check_shard_target(deployment: str, field: str = "--shard-deployment") -> No
             raise InputError(f"deployment {deployment!r} not found on the Prefect server; register "
                              f"prefect.yaml's deployments with `prefect deploy --all`", field=field) from None
         flow_name = client.read_flow(dep.flow_id).name
-        if flow_name != SHARD_FLOW:
-            raise InputError(f"deployment {deployment!r} runs the flow {flow_name!r}, not {SHARD_FLOW!r}",
+        if flow_name != flow:
+            raise InputError(f"deployment {deployment!r} runs the flow {flow_name!r}, not {flow!r}",
                              field=field)
         if not dep.work_pool_name:
             raise InputError(f"deployment {deployment!r} has no work pool", field=field)

@@ -212,7 +212,7 @@ def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    from flows.sharded import check_shard_target, check_store_writable
+    from flows.sharded import check_deployment, check_shard_target, check_store_writable
 
     project = make_project(tmp_path / "bad" / "book", "Bad", [LINES[:2]])
     before = len(_puts(pool["puts"]))
@@ -228,6 +228,11 @@ def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path)
     # The same checks, as the produce flow makes them before any generation.
     with pytest.raises(InputError, match="runs the flow 'produce', not 'generate-shard'"):
         check_shard_target("produce/gpu")
+    # the catalog's --deployment is checked the same way (cli.cmd_catalog, before any project)
+    with pytest.raises(InputError, match="runs the flow 'generate-shard', not 'produce'"):
+        check_deployment("generate-shard/gpu", "produce", "--deployment")
+    with pytest.raises(InputError, match="'produce/nowhere' not found"):
+        check_deployment("produce/nowhere", "produce", "--deployment")
     with get_client(sync_client=True) as client:   # a deployment whose work pool was deleted since
         client.create_work_pool(WorkPoolCreate(name="dia-gone", type="process"))
         flow_id = client.create_flow_from_name("generate-shard")
