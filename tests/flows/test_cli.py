@@ -146,3 +146,27 @@ def test_module_entry_point_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(POD)], capture_output=True,
                        text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_summary_line_counts_regenerated_takes_and_why(tmp_path):
+    """After `done:`, one line says what the take checks did (from the manifests the delivery lists)."""
+    import json
+
+    from flows.cli import _takes_summary
+
+    def attempt(failures, listener="pocketsphinx:en-us@5"):
+        return {"qc": {"passed": not failures, "failures": failures, "listen": {"listener": listener}}}
+
+    segments = [{"attempts": [attempt([])]},
+                {"attempts": [attempt(["words: heard 20% of the text's words"]), attempt([])]},
+                {"attempts": [attempt(["voice: turn at 0.0 s sounds like mara", "truncated: last 7 words"]),
+                              attempt(["voice: turn at 0.0 s sounds like mara"])]}]
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "chapter-01.json").write_text(json.dumps({"segments": segments}))
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"chapters": [{"manifest": "manifests/chapter-01.json"}], "qc_failed": 1}))
+    line = _takes_summary(tmp_path)
+    assert line.startswith("takes: 3 segments, listened by pocketsphinx:en-us@5; 2 regenerated (")
+    assert "words 1" in line and "voice 1" in line and "truncated 1" in line
+    assert "1 failed every attempt" in line
+    assert _takes_summary(tmp_path / "nowhere") == ""
