@@ -88,3 +88,24 @@ def test_drift_report_names_outliers_by_chapter_and_segment(rendered):
                                                      for o in report["outliers"]]
     assert (path.parent / "qc-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert victim.id in (path.parent / "qc-report.md").read_text()
+
+
+def test_the_listened_word_times_time_the_captions(rendered):
+    """The chosen takes' stored word times reach the captions (production.cue_times): where the
+    recognizer heard as many words as each turn has, cues follow them; else the character share."""
+    from dia_core.production import cue_times
+    r = rendered["short-audiobook"]
+    job, timed = r["job"], []
+    for s in job.plan.segments:
+        chosen = r["first"][s.id].chosen
+        times = cue_times.take_word_times(job.store, chosen)
+        assert times, s.id   # PocketSphinx times every heard word; the note is where qc names it
+        end = job.store.get(chosen.key).load_audio().shape[0] / 44100
+        cues = cue_times.segment_cues(s, 0.0, end, times, job.project.lexicon)
+        assert all(0.0 <= c.start_s < c.end_s <= end for c in cues) and cues
+        assert all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
+        if cues != cue_times.segment_cues(s, 0.0, end, None, job.project.lexicon):
+            timed.append(s.id)
+            assert cues[0].start_s == max(0.0, times[0][0])
+    print(f"cues timed by word times: {len(timed)} of {len(job.plan.segments)} segments")
+    assert timed
