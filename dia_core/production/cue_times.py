@@ -1,14 +1,20 @@
 """Caption cues of a delivered segment, timed by the listening alignment's word times.
 
 The listener stores each take's word times (seconds into the take, one per normalized spoken word)
-in the take's listening note. In the chapter a take is played at ``speed_factor`` (its times
-divide by it) and trimmed before it is placed at its stitch span, so a take time ``t`` lands at
-``span_start + t / speed_factor - trim_start / sample_rate``. Words map to the manuscript's caption
-words by index within each turn, only where the counts agree; anything that does not fit (no
-listening, a recognizer that heard more or fewer words, a turn with no words) falls back to
-sharing the span out by characters.
+in the take's listening note, with the words it heard. In the chapter a take is played at
+``speed_factor`` (its times divide by it) and trimmed before it is placed at its stitch span, so a
+take time ``t`` lands at ``span_start + t / speed_factor - trim_start / sample_rate``.
+
+The heard words map to the text's words by index where the counts agree; where the recognizer
+heard more or fewer words, by identity (difflib's longest matching blocks, in order), and a text
+word it did not hear has no time of its own (its cue takes its neighbours'). The text's words map
+to the manuscript's caption words by index within each turn. Anything that does not fit (no
+listening, fewer than MIN_MATCHED of the words heard, a turn with no heard word) falls back to
+sharing the segment's span out by characters.
 """
 from __future__ import annotations
+
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -16,29 +22,44 @@ from ..audio.captions import Cue, readable_cues
 from ..listen.textnorm import words as norm_words
 from ..params import SAMPLE_RATE
 
-Times = list[tuple[float, float]]
+Heard = list[tuple[str, float, float]]          # (normalized word, start_s, end_s)
+Span = tuple[float, float]
+MIN_MATCHED = 0.6   # of the text's words found among the heard ones, to time a segment by them
 
 
-def take_word_times(store, attempt) -> Times | None:
-    """The chosen attempt's word times (seconds into the take) from its listening note, if any."""
+def take_word_times(store, attempt) -> Heard | None:
+    """The chosen attempt's heard words and times (seconds into the take) from its listening note."""
     note = (attempt.qc.get("listen") or {}).get("word_times_note")
     found = store.read_note(attempt.key, note) if note else None
     rows = (found or {}).get("word_times")
     if not rows:
         return None
-    return [(float(a), float(b)) for _w, a, b in rows]
+    return [(str(w), float(a), float(b)) for w, a, b in rows]
 
 
-def chapter_times(times: Times | None, *, speed_factor: float, trim_start: int,
-                  span_start_s: float, sample_rate: int = SAMPLE_RATE) -> Times | None:
+def chapter_times(heard: Heard | None, *, speed_factor: float, trim_start: int,
+                  span_start_s: float, sample_rate: int = SAMPLE_RATE) -> Heard | None:
     """Take times placed in the stitched chapter (tempo applied, trimmed head removed)."""
-    if not times:
+    if not heard:
         return None
     offset = span_start_s - trim_start / sample_rate
-    return [(offset + a / speed_factor, offset + b / speed_factor) for a, b in times]
+    return [(w, offset + a / speed_factor, offset + b / speed_factor) for w, a, b in heard]
 
 
-def _caption_word_times(caption: str, times: Times) -> list[tuple[float, float] | None] | None:
+def _text_word_times(text_words: list[str], heard: Heard) -> list[Span | None] | None:
+    """One time per text word (None: not heard), or None when too few were heard to use."""
+    if len(heard) == len(text_words):
+        return [(a, b) for _w, a, b in heard]
+    out: list[Span | None] = [None] * len(text_words)
+    matcher = SequenceMatcher(None, text_words, [w for w, _a, _b in heard], autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for i in range(block.size):
+            out[block.a + i] = heard[block.b + i][1:]
+    matched = sum(t is not None for t in out)
+    return out if text_words and matched >= MIN_MATCHED * len(text_words) else None
+
+
+def _caption_word_times(caption: str, times: list[Span | None]) -> list[Span | None] | None:
     """One (start, end) per whitespace word of ``caption`` (None: nothing spoken, e.g. "(sighs)"),
     or None when the caption's words do not count up to ``times``. A caption word covers the spoken
     words its prefix adds ("12" -> "twelve", "1999" -> four words, "Kair-win" read for "Caerwyn")."""
@@ -50,28 +71,42 @@ def _caption_word_times(caption: str, times: Times) -> list[tuple[float, float] 
         return None
     out, lo = [], 0
     for hi in cum:
-        out.append((times[lo][0], times[hi - 1][1]) if hi > lo else None)
+        covered = [t for t in times[lo:hi] if t is not None]
+        out.append((covered[0][0], covered[-1][1]) if covered else None)
         lo = max(lo, hi)
     return out
 
 
-def segment_cues(segment, start: float, end: float, times: Times | None,
+def _turn_times(text_words: list[list[str]], heard: Heard | None) -> list[list[Span | None]] | None:
+    """Each turn's text-word times, or None when the heard words do not time every turn."""
+    if not heard or not all(text_words):
+        return None
+    times = _text_word_times([w for ws in text_words for w in ws], heard)
+    if times is None:
+        return None
+    out, i = [], 0
+    for ws in text_words:
+        out.append(times[i:i + len(ws)])
+        i += len(ws)
+    return out if all(any(t is not None for t in ts) for ts in out) else None
+
+
+def segment_cues(segment, start: float, end: float, heard: Heard | None,
                  respellings: dict[str, str] | None = None) -> list[Cue]:
     """Readable cues (captions.readable_cues) of one segment spanning [start, end] seconds of the
-    chapter: one speaker turn's cues never share a cue with the next turn's. ``times``: the chosen
-    take's word times in chapter seconds (chapter_times), or None."""
+    chapter: one speaker turn's cues never share a cue with the next turn's. ``heard``: the chosen
+    take's heard words with times in chapter seconds (chapter_times), or None."""
     turns = [t for t in segment.turns if t.text.strip()]
     if not turns:
         return []
-    counts = [len(norm_words(t.text, respellings)) for t in turns]
-    if times and len(times) == sum(counts) and all(counts):
-        firsts = np.cumsum([0] + counts[:-1])
+    turn_times = _turn_times([norm_words(t.text, respellings) for t in turns], heard)
+    if turn_times is not None:
         edges = [start]
-        for k in range(1, len(turns)):   # turns meet half-way between their words
-            mid = (times[firsts[k] - 1][1] + times[firsts[k]][0]) / 2
-            edges.append(min(max(mid, edges[-1]), end))
+        for k in range(1, len(turns)):   # turns meet half-way between their heard words
+            last = [t for t in turn_times[k - 1] if t is not None][-1]
+            first = next(t for t in turn_times[k] if t is not None)
+            edges.append(min(max((last[1] + first[0]) / 2, edges[-1]), end))
         edges.append(end)
-        turn_times = [times[f:f + n] for f, n in zip(firsts, counts)]
     else:   # shared by the spoken text's characters
         weights = np.array([max(1, len(t.text)) for t in turns], dtype=float)
         edges = list(start + np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * (end - start))

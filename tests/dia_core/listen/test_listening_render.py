@@ -92,7 +92,7 @@ def test_drift_report_names_outliers_by_chapter_and_segment(rendered):
 
 def test_the_listened_word_times_time_the_captions(rendered):
     """The chosen takes' stored word times reach the captions (production.cue_times): where the
-    recognizer heard as many words as each turn has, cues follow them; else the character share."""
+    recognizer heard enough of each turn's words, cues follow them; else the character share."""
     from dia_core.production import cue_times
     r = rendered["short-audiobook"]
     job, timed = r["job"], []
@@ -104,8 +104,8 @@ def test_the_listened_word_times_time_the_captions(rendered):
         cues = cue_times.segment_cues(s, 0.0, end, times, job.project.lexicon)
         assert all(0.0 <= c.start_s < c.end_s <= end for c in cues) and cues
         assert all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
-        if cues != cue_times.segment_cues(s, 0.0, end, None, job.project.lexicon):
+        if cues != cue_times.segment_cues(s, 0.0, end, None, job.project.lexicon):   # timed by words
             timed.append(s.id)
-            assert cues[0].start_s == max(0.0, times[0][0])
+            assert cues[0].start_s in {max(0.0, a) for _w, a, _b in times}
     print(f"cues timed by word times: {len(timed)} of {len(job.plan.segments)} segments")
     assert timed

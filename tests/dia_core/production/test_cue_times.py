@@ -22,35 +22,45 @@ SEGMENT = SimpleNamespace(turns=[
          "The lighthouse at Caerwyn had stood for 200 years."),
     Turn("S2", "mara", "MARA", "[S2] Nobody leaves Kair-win.", "Nobody leaves Caerwyn."),
 ])
-# spoken (normalized) words: the lighthouse at caerwyn had stood for two hundred years | nobody leaves caerwyn
-SPOKEN = 13
+# the text's normalized words, as the recognizer reports what it heard (respellings mapped back)
+SPOKEN = "the lighthouse at caerwyn had stood for two hundred years nobody leaves caerwyn".split()
 
 
-def _times(start: float, n: int = SPOKEN, step: float = 0.25) -> list[tuple[float, float]]:
-    return [(start + step * i, start + step * i + 0.2) for i in range(n)]
+def _times(start: float, words=SPOKEN, step: float = 0.25) -> list[tuple[str, float, float]]:
+    return [(w, start + step * i, start + step * i + 0.2) for i, w in enumerate(words)]
 
 
 def test_turn_cues_follow_the_word_times_and_show_the_manuscript_spelling():
     times = _times(2.3)
-    times[10:] = [(a + 1.0, b + 1.0) for a, b in times[10:]]   # MARA answers after a second's pause
+    times[10:] = [(w, a + 1.0, b + 1.0) for w, a, b in times[10:]]   # MARA answers after a second's pause
     cues = cue_times.segment_cues(SEGMENT, 2.0, 7.0, times, LEXICON)
     assert [(c.speaker, c.text) for c in cues] == [("Narrator", "The lighthouse at Caerwyn had stood for 200 years."),
                                                    ("MARA", "Nobody leaves Caerwyn.")]
     # "200" is two spoken words: the narrator's cue ends with the tenth word, MARA's starts at the 11th
-    assert (cues[0].start_s, cues[0].end_s) == (times[0][0], times[9][1])
-    assert (cues[1].start_s, cues[1].end_s) == (times[10][0], times[12][1])
+    assert (cues[0].start_s, cues[0].end_s) == (times[0][1], times[9][2])
+    assert (cues[1].start_s, cues[1].end_s) == (times[10][1], times[12][2])
     shared = cue_times.segment_cues(SEGMENT, 2.0, 7.0, None, LEXICON)
     assert shared[0].start_s == 2.0 and shared[0].end_s == shared[1].start_s and shared[1].end_s == 7.0
     assert cues[0].end_s != pytest.approx(shared[0].end_s, abs=0.05)   # not the character share
 
 
-def test_a_word_count_that_does_not_match_falls_back_to_the_character_share():
+def test_a_different_word_count_is_matched_by_identity():
+    """The recognizer missed "the" and heard an extra "uh" and "um" (14 words for the text's 13): the
+    words it did hear keep their times."""
+    heard = _times(2.3, ["lighthouse", "at", "caerwyn", "had", "uh", "stood", "for", "two", "hundred", "years",
+                         "um", "nobody", "leaves", "caerwyn"])
+    cues = cue_times.segment_cues(SEGMENT, 2.0, 7.0, heard, LEXICON)
+    assert (cues[0].start_s, cues[0].end_s) == (heard[0][1], heard[9][2])   # "lighthouse" .. "years"
+    assert (cues[1].start_s, cues[1].end_s) == (heard[11][1], heard[13][2])
+
+
+def test_unusable_word_times_fall_back_to_the_character_share():
     shared = cue_times.segment_cues(SEGMENT, 2.0, 7.0, None, LEXICON)
-    assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, _times(2.3, SPOKEN - 1), LEXICON) == shared
-    assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, _times(2.3, SPOKEN + 1), LEXICON) == shared
-    # without the lexicon "Kair-win" counts as two spoken words: the turn's counts no longer fit
-    assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, _times(2.3), {}) == \
-        cue_times.segment_cues(SEGMENT, 2.0, 7.0, None, {})
+    assert shared[0].start_s == 2.0 and shared[-1].end_s == 7.0
+    garbage = _times(2.3, "a storm came in over the sea and nobody saw it come".split())   # 3 of 13 match
+    assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, garbage, LEXICON) == shared
+    mara_unheard = _times(2.3, SPOKEN[:10])   # 10 of 13, but MARA's turn has no heard word
+    assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, mara_unheard, LEXICON) == shared
 
 
 def test_times_outside_the_span_are_clamped_and_cues_never_overlap():
@@ -59,7 +69,7 @@ def test_times_outside_the_span_are_clamped_and_cues_never_overlap():
     assert cues[0].start_s == 2.0 and cues[-1].end_s == 7.0
     assert all(2.0 <= c.start_s < c.end_s <= 7.0 for c in cues)
     assert all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
-    assert cues[0].end_s == times[9][1]   # the narrator's last word still ends its cue
+    assert cues[0].end_s == times[9][2]   # the narrator's last word still ends its cue
 
 
 def test_take_word_times_come_from_the_note_the_listening_qc_names(tmp_path):
@@ -67,7 +77,7 @@ def test_take_word_times_come_from_the_note_the_listening_qc_names(tmp_path):
     key = "ab" + "0" * 62
     store.write_note(key, "listen-1234", {"listener": "x", "word_times": [["the", 0.1, 0.3], ["end", 0.4, 0.9]]})
     heard = Attempt(1, 7, key, {"listen": {"listener": "x", "word_times_note": "listen-1234"}}, False)
-    assert cue_times.take_word_times(store, heard) == [(0.1, 0.3), (0.4, 0.9)]
+    assert cue_times.take_word_times(store, heard) == [("the", 0.1, 0.3), ("end", 0.4, 0.9)]
     assert cue_times.take_word_times(store, Attempt(1, 7, key, {"listen": {"listener": "off"}}, False)) is None
     assert cue_times.take_word_times(store, Attempt(1, 7, key, {"passed": True}, False)) is None
 
@@ -84,7 +94,7 @@ def test_chapter_times_place_a_word_where_stitch_and_tempo_put_its_sound():
     settings = DeliverySettings()
     out = stitch.stitch_chapter([stitch.StitchPiece(first, "chapter_start", "a"),
                                  stitch.StitchPiece(slowed, "paragraph", "b")], settings, seed=1)
-    [(start, end)] = cue_times.chapter_times([(0.6, 1.4)], speed_factor=0.8, trim_start=out.trims[1][0],
+    [(_w, start, end)] = cue_times.chapter_times([("la", 0.6, 1.4)], speed_factor=0.8, trim_start=out.trims[1][0],
                                              span_start_s=out.spans[1][0])
     assert start == pytest.approx(out.spans[1][0] + 0.6 / 0.8 - out.trims[1][0] / sr)
     a, b = int(out.spans[1][0] * sr), int(out.spans[1][1] * sr)
