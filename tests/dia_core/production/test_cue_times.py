@@ -50,14 +50,23 @@ def test_a_different_word_count_is_matched_by_identity():
     heard = _times(2.3, ["lighthouse", "at", "caerwyn", "had", "uh", "stood", "for", "two", "hundred", "years",
                          "um", "nobody", "leaves", "caerwyn"])
     cues = cue_times.segment_cues(SEGMENT, 2.0, 7.0, heard, LEXICON)
-    assert (cues[0].start_s, cues[0].end_s) == (heard[0][1], heard[9][2])   # "lighthouse" .. "years"
+    # "the", not heard, runs from the span's start to "lighthouse"; the cue ends with "years"
+    assert (cues[0].start_s, cues[0].end_s) == (2.0, heard[9][2])
     assert (cues[1].start_s, cues[1].end_s) == (heard[11][1], heard[13][2])
+
+
+def test_a_word_not_heard_fills_the_gap_between_its_heard_neighbours():
+    heard = [h for h in _times(2.3) if h[0] != "nobody"]   # MARA's first word not heard
+    cues = cue_times.segment_cues(SEGMENT, 2.0, 7.0, heard, LEXICON)
+    edge = (heard[9][2] + heard[10][1]) / 2                  # half-way from "years" to "leaves"
+    assert cues[0].end_s == heard[9][2] and cues[1].start_s == pytest.approx(edge)
+    assert cues[1].end_s == heard[-1][2]
 
 
 def test_unusable_word_times_fall_back_to_the_character_share():
     shared = cue_times.segment_cues(SEGMENT, 2.0, 7.0, None, LEXICON)
     assert shared[0].start_s == 2.0 and shared[-1].end_s == 7.0
-    garbage = _times(2.3, "a storm came in over the sea and nobody saw it come".split())   # 3 of 13 match
+    garbage = _times(2.3, "a storm came in over the sea and nobody saw it come".split())   # 2 of 13 match
     assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, garbage, LEXICON) == shared
     mara_unheard = _times(2.3, SPOKEN[:10])   # 10 of 13, but MARA's turn has no heard word
     assert cue_times.segment_cues(SEGMENT, 2.0, 7.0, mara_unheard, LEXICON) == shared
