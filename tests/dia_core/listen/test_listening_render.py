@@ -106,6 +106,6 @@ def test_the_listened_word_times_time_the_captions(rendered):
         assert all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
         if cues != cue_times.segment_cues(s, 0.0, end, None, job.project.lexicon):   # timed by words
             timed.append(s.id)
-            assert cues[0].start_s in {max(0.0, a) for _w, a, _b in times}
+            assert cues[0].start_s in {0.0} | {a for _w, a, _b in times}   # a word's start, or the span's
     print(f"cues timed by word times: {len(timed)} of {len(job.plan.segments)} segments")
-    assert timed
+    assert len(timed) >= len(job.plan.segments) // 2   # measured: all 13
