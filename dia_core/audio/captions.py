@@ -132,11 +132,18 @@ def cues_from_segments(segments, speaker_names: dict | None = None) -> list[Cue]
 _PHRASE_END = re.compile(r"[,;:.!?\u2014)]$")
 
 
-def readable_cues(cue: Cue, *, line_chars: int = 42, lines: int = 2, max_seconds: float = 7.0) -> list[Cue]:
+def readable_cues(cue: Cue, *, line_chars: int = 42, lines: int = 2, max_seconds: float = 7.0,
+                  word_times: list[tuple[float, float] | None] | None = None) -> list[Cue]:
     """Split one long cue as common caption practice asks: at most ``lines`` lines of about
     ``line_chars`` characters and about ``max_seconds`` on screen, cut at phrase boundaries
     (after , ; : . ! ? or a dash) where one falls in the second half of the allowed length, else
-    between words. Times are shared out by characters (speech runs at a roughly even rate)."""
+    between words.
+
+    ``word_times``: (start_s, end_s) of each word of ``cue.text`` (split on whitespace) as the
+    alignment heard it, None for a word with nothing spoken (a cue like "(sighs)"). With them a
+    piece runs from its first word's start to its last word's end, clamped within the cue and
+    never overlapping the piece before; without them (or when they do not fit) times are shared
+    out by characters (speech runs at a roughly even rate)."""
     duration = max(cue.end_s - cue.start_s, 1e-6)
     limit = min(line_chars * lines, max(line_chars, int(len(cue.text) / duration * max_seconds)))
     words, pieces, current = cue.text.split(), [], []
@@ -152,6 +159,10 @@ def readable_cues(cue: Cue, *, line_chars: int = 42, lines: int = 2, max_seconds
         current.append(w)
     if current:
         pieces.append(current)
+    if word_times is not None and len(word_times) == len(words):
+        timed = _timed_pieces(cue, pieces, word_times)
+        if timed is not None:
+            return timed
     if len(pieces) <= 1:
         return [cue]
     texts = [" ".join(p) for p in pieces]
@@ -161,4 +172,29 @@ def readable_cues(cue: Cue, *, line_chars: int = 42, lines: int = 2, max_seconds
         t1 = cue.end_s if i == len(texts) - 1 else t0 + duration * len(t) / total
         out.append(Cue(t0, t1, cue.speaker, t))
         t0 = t1
+    return out
+
+
+def _timed_pieces(cue: Cue, pieces: list[list[str]], word_times) -> list[Cue] | None:
+    """Pieces timed by their words (see readable_cues); None when the times leave a piece with no
+    time on screen (an alignment outside the cue's span), so the caller shares by characters."""
+    spans, i = [], 0
+    for p in pieces:
+        heard = [t for t in word_times[i:i + len(p)] if t is not None]
+        spans.append((heard[0][0], heard[-1][1]) if heard else None)
+        i += len(p)
+    if all(sp is None for sp in spans):
+        return None
+    out, t0 = [], cue.start_s
+    for k, (p, sp) in enumerate(zip(pieces, spans)):
+        if sp is None:   # nothing spoken in it: it fills the gap up to the next heard piece
+            nxt = next((s[0] for s in spans[k + 1:] if s is not None), cue.end_s)
+            start, end = t0, min(max(nxt, t0), cue.end_s)
+        else:
+            start = min(max(sp[0], t0), cue.end_s)
+            end = min(max(sp[1], start), cue.end_s)
+        if end <= start:
+            return None
+        out.append(Cue(start, end, cue.speaker, " ".join(p)))
+        t0 = end
     return out

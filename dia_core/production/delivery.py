@@ -14,7 +14,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from .. import __version__, faults
@@ -25,7 +24,7 @@ from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
 from ..publish import metadata as publish_meta
 from ..params import SAMPLE_RATE
-from . import book_reuse, folder
+from . import book_reuse, cue_times, folder
 from . import manifests as manifest
 from .manifests import jsonable
 from .jobs import Job, engine_identity
@@ -59,7 +58,7 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
     faults.hit("stitch")
     stitched = stitch.stitch_chapter(pieces, settings, seed=job.project.seed)
     del pieces  # a long chapter is GBs: keep one copy of it alive at a time (bench/bench_finish.py)
-    spans, head_s, tail_s = stitched.spans, stitched.head_s, stitched.tail_s
+    spans, head_s, tail_s, trims = stitched.spans, stitched.head_s, stitched.tail_s, stitched.trims
     # With spans, only speech is gained: the room tone stays under the noise floor.
     audio, loud = dynamics.finish(stitched.audio, settings, spans=spans)
     del stitched
@@ -73,9 +72,14 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
     write_wav_float(audio, master)
 
     cues, segments = [], []
-    for s, (start_ms, end_ms) in zip(chapter.segments, manifest.segment_times_ms(spans)):
-        cues += [short for c in _turn_cues(s, start_ms / 1000, end_ms / 1000, cap.Cue) for short in cap.readable_cues(c)]
+    for s, (start_ms, end_ms), span, (trim_start, _e) in zip(chapter.segments, manifest.segment_times_ms(spans),
+                                                             spans, trims):
         o = outcomes[s.id]
+        # cues follow the chosen take's alignment where it has one, else a share by characters
+        times = cue_times.chapter_times(cue_times.take_word_times(job.store, o.chosen),
+                                        speed_factor=s.sampling.speed_factor, trim_start=trim_start,
+                                        span_start_s=span[0])
+        cues += cue_times.segment_cues(s, start_ms / 1000, end_ms / 1000, times, job.project.lexicon)
         segments.append({
             "id": s.id, "text": s.text, "display_text": s.display_text or s.text,
             "voices": dict(s.slots), "speakers": [t.character for t in s.turns],
@@ -222,18 +226,6 @@ def collect_chapters(job: Job, finished: list[dict]) -> tuple[list[dict], list[s
         else:
             chapters.append(found)
     return chapters, missing
-
-
-def _turn_cues(segment, start: float, end: float, Cue) -> list:
-    """Split a segment's span among its turns by text length: one caption cue per speaker turn.
-    Times follow the spoken (lexicon-applied) text; cues show the manuscript's spelling."""
-    turns = [t for t in segment.turns if t.text.strip()]
-    if not turns:
-        return []
-    weights = np.array([max(1, len(t.text)) for t in turns], dtype=float)
-    edges = start + np.concatenate([[0.0], np.cumsum(weights) / weights.sum()]) * (end - start)
-    return [Cue(float(edges[i]), float(edges[i + 1]), t.character, t.caption_text)
-            for i, t in enumerate(turns) if t.caption_text.strip()]
 
 
 # ---------------------------------------------------------------------------------------------

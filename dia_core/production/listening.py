@@ -111,6 +111,8 @@ def apply_listening(job: Job, listener: Listener, refs: dict[str, np.ndarray], r
         result = results[s.id]
         failures, penalty = judge(result, job.project.qc, voice=single[s.id], rates=rates)
         qc["listen"] = {k: v for k, v in result.items() if k != "word_times"}
+        if "word_times" in result:   # kept in the store, not the manifest: captions read them there
+            qc["listen"]["word_times_note"] = _note_name(listener, refs)
         qc["failures"] = qc["failures"] + failures
         qc["passed"] = not qc["failures"]
         qc["score"] = round(qc["score"] - penalty, 4)

@@ -88,3 +88,55 @@ def test_drift_report_names_outliers_by_chapter_and_segment(rendered):
                                                      for o in report["outliers"]]
     assert (path.parent / "qc-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert victim.id in (path.parent / "qc-report.md").read_text()
+
+
+def test_the_listened_word_times_time_the_captions(rendered):
+    """The chosen takes' stored word times reach the captions (production.cue_times): where the
+    recognizer heard enough of each turn's words, cues follow them; else the character share."""
+    from dia_core.production import cue_times
+    r = rendered["short-audiobook"]
+    job, timed = r["job"], []
+    for s in job.plan.segments:
+        chosen = r["first"][s.id].chosen
+        times = cue_times.take_word_times(job.store, chosen)
+        assert times, s.id   # PocketSphinx times every heard word; the note is where qc names it
+        end = job.store.get(chosen.key).load_audio().shape[0] / 44100
+        cues = cue_times.segment_cues(s, 0.0, end, times, job.project.lexicon)
+        assert all(0.0 <= c.start_s < c.end_s <= end for c in cues) and cues
+        assert all(a.end_s <= b.start_s for a, b in zip(cues, cues[1:]))
+        if cues != cue_times.segment_cues(s, 0.0, end, None, job.project.lexicon):   # timed by words
+            timed.append(s.id)
+            assert cues[0].start_s in {0.0} | {a for _w, a, _b in times}   # a word's start, or the span's
+    print(f"cues timed by word times: {len(timed)} of {len(job.plan.segments)} segments")
+    assert len(timed) >= len(job.plan.segments) // 2   # measured: all 13
+
+
+def test_a_delivered_chapters_captions_are_timed_by_its_takes_words(rendered):
+    """End to end: the first chapter finished from the listened takes (tempo 0.94, trimmed, stitched);
+    its VTT cues are the word-timed cues of each segment, placed where the stitch put the take."""
+    import json
+
+    from dia_core.audio import stitch, tempo
+    from dia_core.audio.captions import read_vtt
+    from dia_core.production import cue_times, delivery
+    r = rendered["short-audiobook"]
+    job, chapter = r["job"], r["job"].plan.chapters[0]
+    result = delivery.finish_chapter(job, chapter.id, r["first"])
+    doc = json.loads((job.out_dir / result["manifest"]).read_text())
+    trim = job.project.delivery.trim
+    expected, shared = [], []
+    for s, entry in zip(chapter.segments, doc["segments"]):
+        chosen = r["first"][s.id].chosen
+        assert chosen.qc["listen"]["word_times_note"].startswith("listen-")
+        audio = tempo.change_tempo(job.store.get(chosen.key).load_audio(), s.sampling.speed_factor)
+        trim_start, _e = stitch.trim_bounds(audio, trim.threshold_db, trim.padding_ms)
+        start, end = entry["start_ms"] / 1000, entry["end_ms"] / 1000
+        heard = cue_times.chapter_times(cue_times.take_word_times(job.store, chosen), trim_start=trim_start,
+                                        speed_factor=s.sampling.speed_factor, span_start_s=start)
+        expected += cue_times.segment_cues(s, start, end, heard, job.project.lexicon)
+        shared += cue_times.segment_cues(s, start, end, None, job.project.lexicon)
+    delivered = read_vtt(job.out_dir / f"{chapter.id}.vtt")
+    assert [c.text for c in delivered] == [c.text for c in expected]
+    assert all(abs(d.start_s - e.start_s) <= 0.002 and abs(d.end_s - e.end_s) <= 0.002
+               for d, e in zip(delivered, expected))
+    assert [round(c.start_s, 3) for c in delivered] != [round(c.start_s, 3) for c in shared]
