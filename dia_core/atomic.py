@@ -6,6 +6,7 @@ target either does not exist or holds the previous complete version.
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
 import os
 import tempfile
@@ -32,6 +33,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get normal modes
     try:
         yield tmp_path
+        if _same_file_content(tmp_path, target):
+            return   # the same bytes are already published: keep them (and their mtime) untouched
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
@@ -39,6 +42,17 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def _same_file_content(new: Path, published: Path) -> bool:
+    """A re-render that makes the same bytes leaves the published file alone (a no-op render
+    rewrites nothing); only a regular file counts, never a symlink."""
+    try:
+        if published.is_symlink() or not published.is_file() or published.stat().st_size != new.stat().st_size:
+            return False
+        return filecmp.cmp(new, published, shallow=False)
+    except OSError:
+        return False
 
 
 def write_bytes(target: str | Path, data: bytes) -> Path:

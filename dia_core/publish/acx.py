@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from mutagen.mp3 import MP3, BitrateMode
 
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import write_json, write_text
 from ..errors import InputError
 from ..audio import encode, profiles
 from ..audio.meter import Measurements
@@ -31,7 +31,7 @@ from ..audio.stitch import room_tone
 from ..audiofile import probe
 from ..settings import ACX_MAX_MINUTES
 from .metadata import chapter_tags
-from .tags import tag_mp3
+from .tags import publish_staged, write_mp3_tags
 
 __all__ = ["Gap", "Part", "split_gaps", "plan_parts", "SplitImpossible", "check_cover", "plan_sample",
            "build_package", "check_retail_sample", "ACX_DIR", "ACX_LIMIT_MS", "write_report"]
@@ -225,9 +225,11 @@ def measure_row(path: Path, settings, kind: str, channels: int, measured: dict |
 def _encode(audio: np.ndarray, stem: Path, settings, channels: int, sample_rate: int, tags) -> Path:
     # The masters are finished to the acx target already (and the report measures the MP3): no
     # second decode for the lossy-gain correction.
-    mp3 = encode.export_chapter(audio, stem, replace(settings, formats=("mp3",)), sample_rate=sample_rate,
-                                channels=channels, correct_lossy_gain=False)["mp3"]
-    return tag_mp3(mp3, tags)
+    def make(staged_stem: Path) -> Path:
+        mp3 = encode.export_chapter(audio, staged_stem, replace(settings, formats=("mp3",)),
+                                    sample_rate=sample_rate, channels=channels, correct_lossy_gain=False)["mp3"]
+        return write_mp3_tags(Path(mp3), tags)
+    return publish_staged(Path(f"{stem}.mp3"), make)
 
 
 def _delivered_mp3(out_dir: Path, entry: dict, settings, channels: int) -> tuple[Path, dict] | None:
@@ -241,9 +243,11 @@ def _delivered_mp3(out_dir: Path, entry: dict, settings, channels: int) -> tuple
 
 
 def _copy_tagged(src: Path, target: Path, tags) -> Path:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)
-    return tag_mp3(target, tags)
+    def make(staged_stem: Path) -> Path:
+        staged = staged_stem.with_name(staged_stem.name + ".mp3")
+        shutil.copyfile(src, staged)
+        return write_mp3_tags(staged, tags)
+    return publish_staged(target, make)
 
 
 def build_package(project, out_dir: Path, chapters: list[dict], credits: list[dict], settings, *,

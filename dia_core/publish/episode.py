@@ -24,7 +24,7 @@ from ..audio import encode
 from ..audiofile import probe
 from ..files import file_sha256
 from .metadata import book_tags, marks_from
-from .tags import tag_mp3
+from .tags import publish_staged, write_mp3_tags
 
 __all__ = ["build_episode", "validate_chapters_json", "EPISODE_DIR", "EPISODE_RECORD"]
 
@@ -86,9 +86,13 @@ def build_episode(project, out_dir: Path, chapters: list[dict], settings) -> dic
     edges_ms = [int(round(e * 1000 / sample_rate)) for e in edges]
     marks = marks_from([c["title"] for c in chapters], np.diff(edges_ms).tolist())
     # The masters are finished to the profile's target: no decode for a lossy-gain correction.
-    files = encode.export_chapter(audio, folder / name, replace(settings, formats=("mp3",)),
-                                  sample_rate=sample_rate, correct_lossy_gain=False)
-    mp3 = tag_mp3(files["mp3"], book_tags(project), marks)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def make(staged_stem: Path) -> Path:
+        files = encode.export_chapter(audio, staged_stem, replace(settings, formats=("mp3",)),
+                                      sample_rate=sample_rate, correct_lossy_gain=False)
+        return write_mp3_tags(Path(files["mp3"]), book_tags(project), marks)
+    mp3 = publish_staged(folder / f"{name}.mp3", make)
 
     base = pod.base_url + EPISODE_DIR + "/"
     chapters_doc = {"version": CHAPTERS_VERSION, "title": project.title, "podcastName": pod.show,

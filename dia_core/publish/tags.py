@@ -13,7 +13,9 @@ file or the tagged one, never half a rewrite.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +24,9 @@ from mutagen.id3 import (APIC, CHAP, CTOC, ID3, TALB, TCOM, TCON, TDRC, TIT2, TP
                          CTOCFlags, ID3NoHeaderError)
 from mutagen.mp4 import MP4, MP4Cover
 
-from ..atomic import atomic_path
+from ..atomic import TMP_PREFIX, atomic_path
 
-__all__ = ["FileTags", "Mark", "tag_mp3", "tag_flac", "ensure_m4b_tags", "tag_file", "read_mp3_chapters",
+__all__ = ["FileTags", "Mark", "tag_mp3", "write_mp3_tags", "publish_staged", "tag_flac", "ensure_m4b_tags", "tag_file", "read_mp3_chapters",
            "cover_mime"]
 
 FRONT_COVER = 3   # ID3/FLAC picture type "Cover (front)"
@@ -73,41 +75,56 @@ def _in_place(path: Path, edit) -> Path:
     return path
 
 
+def publish_staged(target: Path, make) -> Path:
+    """``make(staged stem)`` builds the finished (tagged) MP3 in a staging folder beside ``target``;
+    it is then published in one rename, and not at all when the same bytes are already there (a
+    re-render of an unchanged book rewrites no published file)."""
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "stage-", dir=target.parent) as stage:
+        staged = make(Path(stage) / target.stem)
+        with atomic_path(target) as tmp:
+            os.replace(staged, tmp)
+    return target
+
+
 def tag_mp3(path: str | Path, tags: FileTags, marks: list[Mark] | tuple = ()) -> Path:
     """Write ID3v2.4 tags (replacing any) and, for more than one mark, CHAP/CTOC frames."""
-    def edit(tmp: Path) -> None:
-        try:
-            id3 = ID3(tmp)
-            id3.delete(tmp)
-        except ID3NoHeaderError:
-            pass
-        id3 = ID3()
-        id3.add(TIT2(encoding=3, text=[tags.title]))
-        id3.add(TPE1(encoding=3, text=[tags.artist]))
-        id3.add(TPE2(encoding=3, text=[tags.artist]))
-        id3.add(TALB(encoding=3, text=[tags.album]))
-        if tags.track_text:
-            id3.add(TRCK(encoding=3, text=[tags.track_text]))
-        if tags.narrator:
-            id3.add(TCOM(encoding=3, text=[tags.narrator]))
-            id3.add(TXXX(encoding=3, desc="NARRATOR", text=[tags.narrator]))
-        if tags.year:
-            id3.add(TDRC(encoding=3, text=[str(tags.year)]))
-        if tags.genre:
-            id3.add(TCON(encoding=3, text=[tags.genre]))
-        if tags.cover:
-            id3.add(APIC(encoding=3, mime=cover_mime(tags.cover), type=FRONT_COVER, desc="Cover",
-                         data=Path(tags.cover).read_bytes()))
-        if len(marks) > 1:
-            ids = [f"chp{i}" for i in range(len(marks))]
-            id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
-                         child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=["Chapters"])]))
-            for eid, m in zip(ids, marks):
-                id3.add(CHAP(element_id=eid, start_time=int(m.start_ms), end_time=int(m.end_ms),
-                             start_offset=NO_OFFSET, end_offset=NO_OFFSET,
-                             sub_frames=[TIT2(encoding=3, text=[m.title])]))
-        id3.save(tmp, v2_version=4)
-    return _in_place(Path(path), edit)
+    return _in_place(Path(path), lambda tmp: write_mp3_tags(tmp, tags, marks))
+
+
+def write_mp3_tags(tmp: Path, tags: FileTags, marks: list[Mark] | tuple = ()) -> Path:
+    """tag_mp3's edit, on a file not yet published (a staged or temp file): changed in place."""
+    try:
+        id3 = ID3(tmp)
+        id3.delete(tmp)
+    except ID3NoHeaderError:
+        pass
+    id3 = ID3()
+    id3.add(TIT2(encoding=3, text=[tags.title]))
+    id3.add(TPE1(encoding=3, text=[tags.artist]))
+    id3.add(TPE2(encoding=3, text=[tags.artist]))
+    id3.add(TALB(encoding=3, text=[tags.album]))
+    if tags.track_text:
+        id3.add(TRCK(encoding=3, text=[tags.track_text]))
+    if tags.narrator:
+        id3.add(TCOM(encoding=3, text=[tags.narrator]))
+        id3.add(TXXX(encoding=3, desc="NARRATOR", text=[tags.narrator]))
+    if tags.year:
+        id3.add(TDRC(encoding=3, text=[str(tags.year)]))
+    if tags.genre:
+        id3.add(TCON(encoding=3, text=[tags.genre]))
+    if tags.cover:
+        id3.add(APIC(encoding=3, mime=cover_mime(tags.cover), type=FRONT_COVER, desc="Cover",
+                     data=Path(tags.cover).read_bytes()))
+    if len(marks) > 1:
+        ids = [f"chp{i}" for i in range(len(marks))]
+        id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+                     child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=["Chapters"])]))
+        for eid, m in zip(ids, marks):
+            id3.add(CHAP(element_id=eid, start_time=int(m.start_ms), end_time=int(m.end_ms),
+                         start_offset=NO_OFFSET, end_offset=NO_OFFSET,
+                         sub_frames=[TIT2(encoding=3, text=[m.title])]))
+    id3.save(tmp, v2_version=4)
+    return Path(tmp)
 
 
 def read_mp3_chapters(path: str | Path) -> list[Mark]:

@@ -246,4 +246,7 @@ def test_editing_one_paragraph_regenerates_its_segments_and_refinishes_its_chapt
     assert {r["segment_id"] for r in new} == edited   # only its segments were generated
     assert finishing_spy == {"stitch": 1, "m4b": 1}
     changed = {name for name, t in _stamps(out).items() if stamps.get(name) != t}
-    assert changed == {"chapter-01.mp3", "chapter-01.vtt", "manifests/chapter-01.json", "short-audiobook.m4b"}
+    # and the ACX package's copy of chapter 1, the retail sample cut from it, and the report's rows
+    assert changed == {"chapter-01.mp3", "chapter-01.vtt", "manifests/chapter-01.json", "short-audiobook.m4b",
+                       "acx/01-chapter-01.mp3", "acx/retail-sample.mp3", "acx/acx-report.json",
+                       "acx/acx-report.md"}
