@@ -17,6 +17,8 @@ things do and are pinned here:
   est_seconds x 86.13 + 15 rows). Real takes end by EOS near that length.
 - QC regeneration is off (qc.max_attempts 1): noise fails QC, and a real book's retry rate is a
   property of the real model, not of the engine. Multiply by the real retry rate to extrapolate.
+- Listening is off (qc.asr off, qc.voice_check false): random weights speak no words. Its cost per
+  minute of audio is measured apart (bench/bench_listen.py); add it to extrapolate.
 The GPU is held for the whole flow, so GPU time = the flow's wall time (model load, reported
 apart, happens once per worker). Results go to <out>/e2e-<gpu-slug>-<date>.{json,md}.
 """
@@ -81,7 +83,7 @@ def make_project(work: Path, minutes: float, chapters: list[int] | None = None) 
         shutil.rmtree(book)
     shutil.copytree(EXAMPLE, book, ignore=shutil.ignore_patterns(".dia-studio"))
     manifest = yaml.safe_load((book / "project.yaml").read_text())
-    manifest["qc"] = {"max_attempts": 1}
+    manifest["qc"] = {"max_attempts": 1, "asr": "off", "voice_check": False}
     manifest.setdefault("delivery", {})["strict"] = False
     (book / "project.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     source = (EXAMPLE / manifest["manuscript"]).read_text()

@@ -46,6 +46,7 @@ characters: {MARA: mara}
 narrator_voice: narrator
 segmenting: {min_seconds: 1, max_seconds: 4}
 delivery: {profile: podcast, formats: [mp3], captions: [vtt]}
+qc: {asr: 'off', voice_check: false}   # not about listening (tests/listening_off.py)
 """
 
 

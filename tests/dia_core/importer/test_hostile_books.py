@@ -149,12 +149,14 @@ def test_refused_in_one_line_nothing_written(hostile, case, tmp_path, capsys):
 
 def test_all_hostile_books_in_one_process_stay_under_1_gb(hostile, tmp_path):
     # the importer alone (the CLI's one-line handling is checked above): a lean process to measure
-    script = ("import json, sys, resource\nfrom dia_core.errors import InputError\n"
+    # VmHWM, this process's own peak: ru_maxrss would carry a big parent's (pytest's) across exec
+    script = ("import json, sys\nfrom dia_core.errors import InputError\n"
               "from dia_core.importer import import_book\nrefused = 0\n"
               "for i, p in enumerate(json.loads(sys.argv[1])):\n"
               "    try:\n        import_book(p, sys.argv[2] + str(i))\n"
               "    except InputError:\n        refused += 1\n"
-              "print(json.dumps({'refused': refused, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
+              "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
+              "print(json.dumps({'refused': refused, 'maxrss_kb': int(hwm.split()[1])}))\n")
     paths = [str(hostile[c][0]) for c in CASES]
     r = subprocess.run([sys.executable, "-c", script, json.dumps(paths), str(tmp_path / "out")], cwd=REPO,
                        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
