@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/install-system-packag
 demo: setup
 	$(VENV)/bin/dia-studio catalog projects --draft --out out
 
+# Two workers (pytest-xdist), each test file in one worker: the suite spends much of its time
+# waiting on subprocesses (renders, ffmpeg, Prefect servers); 17.7 min instead of ~25 on 2 cores.
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench-smoke: setup
 	$(PY) bench/bench_generate.py --smoke

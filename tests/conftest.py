@@ -1,5 +1,6 @@
-"""Suite-wide fixtures. One Prefect test server for the whole session, started only when a test
-asks for it (flow tests and subprocess renders); the rest of the suite never starts one."""
+"""Suite-wide fixtures. One Prefect test server for the whole session (per pytest-xdist worker:
+`make test` runs two), started only when a test asks for it (flow tests and subprocess renders);
+the rest of the suite never starts one."""
 from __future__ import annotations
 
 import os
