@@ -30,6 +30,7 @@ from filelock import FileLock
 from .. import atomic
 from ..errors import InputError
 from ..files import read_bounded
+from ..script.project import parse_lexicon
 from ..script.yamltree import CONTROL_RE, Located, Validator, parse_yaml
 
 FILE_NAME = "review.yaml"
@@ -144,21 +145,7 @@ def parse(text: str, label: str, root: Path) -> Decisions:
                 raise v.error("segment ids are 16 hex digits (see `dia-studio takes`)", path=path,
                               line=sy.key_lines[sid])
             segments[sid] = _segment(v, item, path)
-    lexicon: dict[str, str] = {}
-    ly = top.get("lexicon")
-    if ly is not None and ly.value is not None:
-        lmap = v.mapping(ly, "lexicon", tuple(ly.value) if isinstance(ly.value, dict) else ())
-        for word, item in lmap.items():
-            path = f"lexicon.{word}"
-            if not word.strip() or word != word.strip() or CONTROL_RE.search(word) or TAG_RE.search(word):
-                raise v.error("lexicon entries are words or phrases without surrounding spaces", path=path,
-                              line=ly.key_lines[word])
-            if isinstance(item.value, (int, float)) and not isinstance(item.value, bool):
-                item = Located(str(item.value), item.line)
-            rep = v.string(item, path, max_len=500)
-            if TAG_RE.search(rep) or "\n" in rep:
-                raise v.error("replacement must be plain text on one line without [S1]/[S2]", item, path)
-            lexicon[word] = rep
+    lexicon = parse_lexicon(v, top.get("lexicon"))
     return Decisions(segments, lexicon)
 
 

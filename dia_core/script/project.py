@@ -602,6 +602,26 @@ def _voice_ref(v: Validator, y: Located, path: str, voices: dict[str, Voice]) ->
     return name
 
 
+def parse_lexicon(v: Validator, ly: Located | None) -> dict[str, str]:
+    """A `lexicon:` mapping (project.yaml, review.yaml): word or phrase -> plain one-line respelling."""
+    lexicon: dict[str, str] = {}
+    if ly is None or ly.value is None:
+        return lexicon
+    lmap = v.mapping(ly, "lexicon", tuple(ly.value) if isinstance(ly.value, dict) else ())
+    for word, item in lmap.items():
+        p = f"lexicon.{word}"
+        if not word.strip() or word != word.strip() or CONTROL_RE.search(word) or SPEAKER_TAG_RE.search(word):
+            raise v.error("lexicon entries are words or phrases without surrounding spaces", path=p,
+                          line=ly.key_lines[word])
+        if isinstance(item.value, (int, float)) and not isinstance(item.value, bool):
+            item = Located(str(item.value), item.line)
+        rep = v.string(item, p, max_len=500)
+        if SPEAKER_TAG_RE.search(rep) or "\n" in rep:
+            raise v.error("replacement must be plain text on one line without [S1]/[S2]", item, p)
+        lexicon[word] = rep
+    return lexicon
+
+
 def load_project(path: str | Path) -> Project:
     """Load and validate ``path`` (a project.yaml). Raises InputError on any problem."""
     given = str(path)
@@ -705,21 +725,7 @@ def load_project(path: str | Path) -> Project:
         for slot, item in rm.items():
             raw_slots[slot] = _voice_ref(v, item, f"raw_slots.{slot}", voices)
 
-    lexicon: dict[str, str] = {}
-    if "lexicon" in m and m["lexicon"].value is not None:
-        ly = m["lexicon"]
-        lmap = v.mapping(ly, "lexicon", tuple(ly.value) if isinstance(ly.value, dict) else ())
-        for word, item in lmap.items():
-            p = f"lexicon.{word}"
-            if not word.strip() or word != word.strip() or CONTROL_RE.search(word) or SPEAKER_TAG_RE.search(word):
-                raise v.error("lexicon entries are words or phrases without surrounding spaces", path=p,
-                              line=ly.key_lines[word])
-            if isinstance(item.value, (int, float)) and not isinstance(item.value, bool):
-                item = Located(str(item.value), item.line)
-            rep = v.string(item, p, max_len=500)
-            if SPEAKER_TAG_RE.search(rep) or "\n" in rep:
-                raise v.error("replacement must be plain text on one line without [S1]/[S2]", item, p)
-            lexicon[word] = rep
+    lexicon = parse_lexicon(v, m.get("lexicon"))
 
     delivery = _delivery(v, m.get("delivery"))
     if cover is not None:
