@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
+from ..audio import FINISHING_REVISION
 from ..atomic import write_json
 from ..files import canonical_hash, file_sha256
 from .manifests import jsonable
@@ -30,7 +31,8 @@ def book_inputs_hash(job, chapters: list[dict]) -> str | None:
         "tags": {"title": p.title, "author": p.author, "narrator": p.narrator, "genre": p.genre,
                  "description": p.description},
         "cover": file_sha256(p.cover) if p.cover else None,
-        "delivery": jsonable(asdict(p.delivery)), "software": __version__})
+        "delivery": jsonable(asdict(p.delivery)), "software": __version__,
+        "finishing": FINISHING_REVISION})
 
 
 def _record_path(job) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import soundfile as sf
 
 from .. import __version__, faults
+from ..audio import FINISHING_REVISION
 from ..audio import captions as cap
 from ..audio import dynamics, encode, m4b, profiles, stitch, tempo
 from ..atomic import write_json
@@ -48,13 +49,17 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
     if current is not None:
         return current
     settings = job.project.delivery
-    pieces = []
+    takes = []
     for s in chapter.segments:
         audio = job.store.get(outcomes[s.id].chosen.key)
         if audio is None:
             raise RuntimeError(f"chosen take for segment {s.id} is missing or corrupt in {job.store.root}")
-        pieces.append(stitch.StitchPiece(tempo.change_tempo(audio.load_audio(), s.sampling.speed_factor),
-                                         s.boundary, s.id))
+        takes.append(audio.load_audio())
+    # every CPU stretches segments at once (Rubber Band releases the GIL)
+    stretched = tempo.change_tempo_all(takes, [s.sampling.speed_factor for s in chapter.segments])
+    del takes
+    pieces = [stitch.StitchPiece(a, s.boundary, s.id) for a, s in zip(stretched, chapter.segments)]
+    del stretched
     faults.hit("stitch")
     stitched = stitch.stitch_chapter(pieces, settings, seed=job.project.seed)
     del pieces  # a long chapter is GBs: keep one copy of it alive at a time (bench/bench_finish.py)
@@ -166,7 +171,7 @@ def chapter_inputs_hash(job: Job, chapter, first_keys: list[str]) -> str:
     return canonical_hash({
         "chapter": chapter.to_json(), "takes": list(first_keys),
         "qc": jsonable(asdict(job.project.qc)), "delivery": jsonable(asdict(job.project.delivery)),
-        "seed": job.project.seed, "software": __version__})
+        "seed": job.project.seed, "software": __version__, "finishing": FINISHING_REVISION})
 
 
 def save_book_hashes(job: Job, prompts: dict, pinned: dict[str, str] | None = None) -> Path:

