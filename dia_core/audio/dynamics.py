@@ -90,14 +90,35 @@ class _Limiter:
         # this chunk's sample peak (where its largest value can be): the same gain and peak.
         env = _true_peak_envelope(x, a, b, floor=min(self.ceiling, float(np.abs(x[s:e]).max())))
         peak = float(env[s - a:e - a].max())
-        g = np.minimum(1.0, self.ceiling / np.maximum(env, 1e-12))
+        out = np.ones(e - s)
+        over = np.flatnonzero(env > self.ceiling)   # where g < 1: the gain is 1 farther than the
+        if len(over) == 0:                          # ramps and the hold from all of them
+            return out, peak
+        # g[j] < 1 lowers gain[m] for m in [j - w + 1, j + hold + 2w - 2]: only those stretches
+        # (merged when close) are computed, each exactly as over the whole chunk.
+        before, after = w - 1, hold + 2 * w - 2
+        j = over + a
+        breaks = np.flatnonzero(np.diff(j) > before + after + 1)
+        for j0, j1 in zip(np.concatenate([[j[0]], j[breaks + 1]]), np.concatenate([j[breaks], [j[-1]]])):
+            m0, m1 = max(s, int(j0) - before), min(e, int(j1) + after + 1)
+            if m0 < m1:
+                out[m0 - s:m1 - s] = self._dense(env, a, m0, m1)
+        return out, peak
+
+    def _dense(self, env: np.ndarray, a: int, m0: int, m1: int) -> np.ndarray:
+        """The gain for samples [m0, m1) from the envelope ``env`` of x[a : a + len(env)], which
+        covers every g the window needs (clipped only at the signal's ends)."""
+        w, hold = self.w, self.hold
+        lo = max(a, m0 - (w - 1) - (hold + w - 1))
+        hi = min(a + len(env), m1 + w - 1)
+        g = np.minimum(1.0, self.ceiling / np.maximum(env[lo - a:hi - a], 1e-12))
         size = hold + 2 * w - 1
         origin = (hold + w - 1) - size // 2   # positive origin shifts the window to earlier samples
-        gmin = minimum_filter1d(g, size=size, mode="nearest", origin=origin)   # right where a, b are
-        k0 = s - (w - 1)                                                       # 0, n or far from s, e
-        seg = gmin[k0 - a:e - a] if k0 >= 0 else np.concatenate([np.full(-k0, gmin[0]), gmin[:e]])
+        gmin = minimum_filter1d(g, size=size, mode="nearest", origin=origin)   # right where lo, hi are
+        k0 = m0 - (w - 1)                                                      # 0, n or where g is 1
+        seg = gmin[k0 - lo:m1 - lo] if k0 >= lo else np.concatenate([np.full(lo - k0, gmin[0]), gmin[:m1 - lo]])
         csum = np.concatenate([[0.0], np.cumsum(seg)])
-        return np.minimum((csum[w:] - csum[:-w]) / w, 1.0), peak
+        return np.minimum((csum[w:] - csum[:-w]) / w, 1.0)
 
 
 def limiter_gain(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = SAMPLE_RATE,

@@ -17,8 +17,10 @@ import errno
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +30,11 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..params import SAMPLE_RATE
 from ..settings import PCM_BITS, DeliverySettings
-from ..audiofile import as_float_mono, ffmpeg_bin, undb
+from ..audiofile import as_float_mono, db, decode_ffmpeg, ffmpeg_bin, undb
+from .meter import integrated_lufs
 from .profiles import measure_encoded, profile_limits, profile_target
 
-__all__ = ["to_pcm", "export_chapter", "CHAPTER_FORMATS", "ffmpeg_pipe", "FFmpegError"]
+__all__ = ["to_pcm", "pcm_chunks", "export_chapter", "CHAPTER_FORMATS", "ffmpeg_pipe", "FFmpegError"]
 
 CHAPTER_FORMATS = ("wav", "flac", "mp3")
 _PIPE_CHUNK = 1 << 22   # bytes written to ffmpeg's stdin at a time
@@ -139,15 +142,33 @@ def to_pcm(audio: np.ndarray, bits: int = 24, seed: int = 0, *, gain_db: float =
     16-bit gets TPDF dither (sum of two uniform +/-0.5 LSB) before rounding. Values are clamped
     to the integer range (the limiter keeps real peaks far below; this only guards rounding).
     ``gain_db`` multiplies the float32 samples by ``float32(undb(gain_db))`` first.
-    Converted a chunk at a time into the output buffer (no float64 copy of the whole chapter);
-    the dither's two uniform draws are the stream positions [0, n) and [n, 2n) of ``seed``."""
+    The bytes of ``pcm_chunks`` joined (an encode streams those instead of holding this buffer)."""
+    check_pcm_bits(bits)
+    x = as_float_mono(audio)
+    width = 2 if bits == 16 else 4
+    buf = bytearray(len(x) * width)
+    at = 0
+    for chunk in _pcm_blocks(x, bits, seed, gain_db):
+        buf[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    return buf, width
+
+
+def check_pcm_bits(bits) -> None:
     if bits not in PCM_BITS:
         raise InputError(f"must be {' or '.join(map(str, PCM_BITS))}, got {bits!r}", field="delivery.pcm_bits")
-    x = as_float_mono(audio)
+
+
+def pcm_chunks(audio: np.ndarray, bits: int = 24, seed: int = 0, *, gain_db: float = 0.0):
+    """``to_pcm``'s bytes, ``_PCM_CHUNK`` samples at a time (no float64 copy of the whole chapter,
+    no whole PCM buffer); the dither's two uniform draws are the stream positions [0, n) and
+    [n, 2n) of ``seed``."""
+    check_pcm_bits(bits)
+    return _pcm_blocks(as_float_mono(audio), bits, seed, gain_db)
+
+
+def _pcm_blocks(x: np.ndarray, bits: int, seed: int, gain_db: float):
     n = len(x)
-    width = 2 if bits == 16 else 4
-    buf = bytearray(n * width)
-    q = np.frombuffer(buf, dtype="<i2" if bits == 16 else "<i4")
     if bits == 16:
         rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
         rng_b.bit_generator.advance(n)   # one 64-bit draw per uniform double
@@ -158,10 +179,9 @@ def to_pcm(audio: np.ndarray, bits: int = 24, seed: int = 0, *, gain_db: float =
         c = c.astype(np.float64)
         if bits == 16:
             c = c * 32767.0 + (rng_a.random(len(c)) - rng_b.random(len(c)))
-            q[s:s + len(c)] = np.clip(np.round(c), -32768, 32767)
+            yield np.clip(np.round(c), -32768, 32767).astype("<i2").tobytes()
         else:
-            q[s:s + len(c)] = np.clip(np.round(c * 8388607.0), -8388608, 8388607).astype(np.int64) << 8
-    return buf, width
+            yield (np.clip(np.round(c * 8388607.0), -8388608, 8388607).astype(np.int64) << 8).astype("<i4").tobytes()
 
 
 def _out_path(out_stem: Path, fmt: str) -> Path:
@@ -171,55 +191,112 @@ def _out_path(out_stem: Path, fmt: str) -> Path:
 def export_chapter(audio: np.ndarray, out_stem: str | Path, settings: DeliverySettings | None = None,
                    *, tags: dict | None = None, correct_lossy_gain: bool = True,
                    sample_rate: int = SAMPLE_RATE, channels: int = 1) -> dict[str, Path]:
-    """Encode one finished chapter to every format in ``settings.formats`` except m4b.
+    """Encode one finished chapter to every format in ``settings.formats`` except m4b, the formats
+    at the same time (one ffmpeg each, fed from its own thread).
 
     Returns {format: path}; paths are ``<out_stem>.<format>``. ``tags`` (title, artist, album,
     ...) are written as container metadata (ID3 for MP3, Vorbis comments for FLAC).
-    With ``correct_lossy_gain`` the MP3 is decoded and measured after encoding; if the encoder
-    moved the profile's metric by more than 0.1 dB it is re-encoded once with that gain undone
+    With ``correct_lossy_gain`` the MP3 is encoded with the gain that undoes the encoder's level
+    change, predicted from an excerpt (``_predicted_lossy_gain``), then decoded and measured; if it
+    still misses the profile's target by more than 0.1 dB it is re-encoded once with the rest
     (never past the peak limit). ``channels`` 2 writes the mono programme on both channels (ACX's
     stereo option)."""
     settings = settings or DeliverySettings()
     out_stem = Path(out_stem)
-    if settings.pcm_bits not in PCM_BITS:   # before any file is started
-        raise InputError(f"must be {' or '.join(map(str, PCM_BITS))}, got {settings.pcm_bits!r}",
-                         field="delivery.pcm_bits")
+    check_pcm_bits(settings.pcm_bits)   # before any file is started
     fmts = [f for f in settings.formats if f != "m4b"]
     unknown = [f for f in fmts if f not in CHAPTER_FORMATS]
     if unknown:
         raise InputError(f"unknown export format(s) {unknown}", field="delivery.formats")
     audio = as_float_mono(audio)
     bits24 = settings.pcm_bits == 24
-    out: dict[str, Path] = {}
-    for fmt in fmts:
+
+    def export(fmt: str) -> Path:
         target = _out_path(out_stem, fmt)
-        # One temp file per format, renamed into place only once final: the trial MP3 measured for
-        # the gain correction never carries the final name (a crash there publishes nothing).
+        # One temp file per format, renamed into place only once final: an MP3 that is re-encoded
+        # never carries the final name before (a crash there publishes nothing).
         with atomic_path(target) as tmp:
-            _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, label=target, channels=channels)
+            enc = lambda gain: _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, gain_db=gain,
+                                       label=target, channels=channels)
             if fmt == "mp3" and correct_lossy_gain:
-                delta = _lossy_gain_correction(tmp, settings)
-                if delta:
-                    _encode(audio, tmp, fmt, settings, tags, sample_rate, bits24, gain_db=delta, label=target,
-                            channels=channels)
+                gain = _predicted_lossy_gain(audio, settings, tags, sample_rate, bits24, channels)
+                enc(gain)
+                rest = _lossy_gain_correction(tmp, settings, applied_db=gain)
+                if rest is not None:
+                    enc(gain + rest)
+            else:
+                enc(0.0)
             faults.hit("encode")  # the encoded temp file is complete but not yet renamed into place
-        out[fmt] = target
-    return out
+        return target
+
+    if len(fmts) <= 1:
+        return {f: export(f) for f in fmts}
+    with ThreadPoolExecutor(max_workers=len(fmts), thread_name_prefix="encode") as ex:
+        futures = {f: ex.submit(export, f) for f in fmts}
+        wait(futures.values())
+    for f in futures.values():   # every encode has ended (its temp file is gone) before one raises
+        f.result()
+    return {f: futures[f].result() for f in fmts}
 
 
-def _lossy_gain_correction(path: Path, settings: DeliverySettings) -> float:
-    """dB to add so the decoded MP3 hits the profile target again (LAME at 192 kbps mono reads
-    about 0.26 dB quieter than its input); 0 when within 0.1 dB or when the correction would
-    push the peak past the profile's limit."""
+# The excerpt the MP3 encoder's level change is predicted from: windows spread evenly over the
+# chapter, joined with short fades. LAME's change is mostly its low-pass (192 kbps mono: about
+# -0.26 dB RMS on speech), a property of the voice's spectrum that an excerpt shares.
+_EXCERPT_WINDOWS = 12
+_EXCERPT_WINDOW_S = 2.5
+_EXCERPT_FADE_S = 0.01
+
+
+def _excerpt(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    win = int(_EXCERPT_WINDOW_S * sample_rate)
+    if len(audio) <= 2 * _EXCERPT_WINDOWS * win:   # short: the whole of it
+        return audio
+    fade = int(_EXCERPT_FADE_S * sample_rate)
+    ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)).astype(np.float32)
+    parts = []
+    for k in range(_EXCERPT_WINDOWS):
+        start = int((k + 0.5) * len(audio) / _EXCERPT_WINDOWS) - win // 2
+        w = audio[start:start + win].copy()
+        w[:fade] *= ramp
+        w[-fade:] *= ramp[::-1]
+        parts.append(w)
+    return np.concatenate(parts)
+
+
+def _predicted_lossy_gain(audio: np.ndarray, settings: DeliverySettings, tags, sample_rate: int,
+                          bits24: bool, channels: int) -> float:
+    """dB that undoes the MP3 encoder's change of the profile's metric, measured on an excerpt
+    encoded and decoded the same way (0 when it is within 0.1 dB)."""
+    metric, _, _ = profile_target(settings)
+    part = _excerpt(audio, sample_rate)
+    with tempfile.TemporaryDirectory(prefix="dia-lossy-") as tmp:
+        path = Path(tmp) / "excerpt.mp3"
+        _encode(part, path, "mp3", settings, None, sample_rate, bits24, channels=channels)
+        decoded = decode_ffmpeg(path, sample_rate)
+    if metric == "rms_db":   # energies, so the encoder's delay and padding do not count
+        delta = db(float(np.sqrt(np.sum(np.square(decoded, dtype=np.float64)) /
+                                 max(np.sum(np.square(part, dtype=np.float64)), 1e-30))))
+    else:
+        delta = integrated_lufs(decoded, sample_rate) - integrated_lufs(part, sample_rate)
+    return 0.0 if abs(delta) <= 0.1 or not np.isfinite(delta) else float(-delta)
+
+
+def _lossy_gain_correction(path: Path, settings: DeliverySettings, applied_db: float = 0.0) -> float | None:
+    """What to re-encode the MP3 at ``path`` (encoded with ``applied_db``) with: None when it is
+    within 0.1 dB of the profile's target and under the peak limit (keep it); else the dB to add:
+    the rest of the correction, or minus ``applied_db`` when the applied gain pushed a peak within
+    0.2 dB of the profile's limit (then the file is as the encoder made it, uncorrected)."""
     metric, target, _ = profile_target(settings)
     m = measure_encoded(path)   # remembered: the chapter's check_file measures this same file
+    limits = profile_limits(settings)
+    peaks = [n for n in ("true_peak_dbtp", "sample_peak_dbfs") if n in limits]
+    if applied_db > 0 and any(getattr(m, n) > limits[n]["max"] - 0.2 for n in peaks):
+        return -applied_db
     delta = target - getattr(m, metric)
     if abs(delta) <= 0.1:
-        return 0.0
-    limits = profile_limits(settings)
-    for name in ("true_peak_dbtp", "sample_peak_dbfs"):
-        if name in limits and getattr(m, name) + delta > limits[name]["max"] - 0.2:
-            return 0.0
+        return None
+    if any(getattr(m, n) + delta > limits[n]["max"] - 0.2 for n in peaks):
+        return None
     return float(delta)
 
 
@@ -251,6 +328,6 @@ def _encode(audio, path: Path, fmt: str, settings: DeliverySettings, tags, sampl
     """Encode ``audio`` (times ``gain_db``) to ``path`` (a temp file of the caller's atomic_path;
     overwritten). A failed encode raises ffmpeg's error (``ffmpeg_pipe``), naming ``label`` (the
     file being made; default ``path``)."""
-    data, _ = to_pcm(audio, settings.pcm_bits, gain_db=gain_db)
-    ffmpeg_pipe(encode_command(path, fmt, settings, tags, sample_rate, bits24, channels), [data],
+    ffmpeg_pipe(encode_command(path, fmt, settings, tags, sample_rate, bits24, channels),
+                pcm_chunks(audio, settings.pcm_bits, gain_db=gain_db),
                 what=f"{fmt} encode", target=label or path)

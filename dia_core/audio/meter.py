@@ -28,7 +28,6 @@ from functools import lru_cache
 
 import numpy as np
 import pyloudnorm
-from scipy.ndimage import maximum_filter1d
 from scipy.signal import firwin, lfilter, resample_poly
 
 from ..params import SAMPLE_RATE
@@ -129,24 +128,37 @@ def _overshoot_bound() -> float:
 
 
 _REACH = 11          # input samples an oversampled point of sample m depends on, each side (10, +1 spare)
+_BLOCK = 256         # candidates are found a block at a time (a block's max is cheap; a sliding max is not)
 _RUN_GAP = 2048      # candidate runs closer than this are oversampled as one (fewer calls)
 
 
 def _candidate_runs(x: np.ndarray, a: int, e: int, floor: float) -> list[tuple[int, int]]:
     """Runs [r0, r1) (indices into x, within [a, e)) outside of which no oversampled point of a
     sample can reach ``floor``: there, the largest |x| within the filter's reach times
-    ``_overshoot_bound`` is below it."""
-    lo, hi = max(0, a - _REACH), min(len(x), e + _REACH)
-    reach = maximum_filter1d(np.abs(x[lo:hi]), size=2 * _REACH + 1, mode="constant")[a - lo:e - lo]
-    mask = reach.astype(np.float64) * _overshoot_bound() >= floor
+    ``_overshoot_bound`` is below it. Found per block of ``_BLOCK`` samples: a block is a candidate
+    when the largest |x| of it and its two neighbours (which hold every sample within reach, as
+    _REACH < _BLOCK) times the bound reaches ``floor`` (a superset of the per-sample answer)."""
+    if e <= a:
+        return []
+    nb = -(-(e - a) // _BLOCK)
+    span = np.zeros(nb * _BLOCK, dtype=x.dtype)
+    np.abs(x[a:e], out=span[:e - a])
+    bm = span.reshape(nb, _BLOCK).max(axis=1)
+    near = bm.copy()
+    near[1:] = np.maximum(near[1:], bm[:-1])
+    near[:-1] = np.maximum(near[:-1], bm[1:])
+    outside = (x[max(0, a - _REACH):a], x[e:e + _REACH])   # within reach of the first/last samples
+    near[0] = max(near[0], float(np.abs(outside[0]).max(initial=0.0)))
+    near[-1] = max(near[-1], float(np.abs(outside[1]).max(initial=0.0)))
+    mask = near.astype(np.float64) * _overshoot_bound() >= floor
     if not mask.any():
         return []
     edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
-    starts, ends = edges[0::2], edges[1::2]
+    starts, ends = edges[0::2] * _BLOCK, edges[1::2] * _BLOCK
     keep = np.concatenate([[True], starts[1:] - ends[:-1] > _RUN_GAP])   # merge close runs
     starts = starts[keep]
     ends = np.concatenate([ends[np.flatnonzero(keep)[1:] - 1], ends[-1:]])
-    return [(a + int(r0), a + int(r1)) for r0, r1 in zip(starts, ends)]
+    return [(a + int(r0), min(e, a + int(r1))) for r0, r1 in zip(starts, ends)]
 
 
 def _true_peak_envelope(x: np.ndarray, s: int = 0, e: int | None = None, *, floor: float | None = None) -> np.ndarray:

@@ -288,6 +288,8 @@ def test_memory_stays_near_one_chapter(long_chapter, monkeypatch, tmp_path):
     assert peak < 0.4 * size, peak / size            # as_float_mono's finiteness mask (bool)
     _, peak = _peak_traced(lambda: encode.to_pcm(y, 24))
     assert peak < 1.2 * size, peak / size            # the 32-bit PCM buffer
+    _, peak = _peak_traced(lambda: sum(len(c) for c in encode.pcm_chunks(y, 24)))
+    assert peak < 0.4 * size, peak / size            # what an encode streams: blocks (+ the mask)
     pieces = [S.StitchPiece(y[i:i + 3 * SR], "sentence", f"p{i}") for i in range(0, len(y), 3 * SR)]
     _, peak = _peak_traced(lambda: S.stitch_chapter(pieces, s))
     assert peak < 1.5 * size, peak / size            # the stitched chapter (+ validation masks)
