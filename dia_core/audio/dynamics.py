@@ -141,26 +141,40 @@ def _limit(x: np.ndarray, out: np.ndarray, ceiling_dbtp: float, sample_rate: int
            lookahead_ms: float = 5.0, hold_ms: float = 40.0) -> tuple[float, float | None]:
     """``out = x * limiter gain`` chunk by chunk (``out`` may be ``x``: in place), then the final
     static trim of ``limit``. Returns the smallest gain applied (1.0: under the ceiling, out = x)
-    and out's true peak (linear; None in the unlikely case the trims leave it unmeasured)."""
+    and out's true peak (linear) when nothing was limited; None when it was (only the limited
+    stretches are re-measured here: a caller that needs the peak measures it once, at the end)."""
     lim = _Limiter.of(ceiling_dbtp, sample_rate, lookahead_ms, hold_ms)
     smallest, peak = [1.0], [0.0]
+    limited: list[tuple[int, int]] = []   # stretches where the gain is below 1, within reach
 
     def chunk(s, e):
         g, p = lim.gain(x, s, e)
         low = float(g.min())
         smallest[0], peak[0] = min(smallest[0], low), max(peak[0], p)
-        return x[s:e] if low >= 1.0 else (x[s:e].astype(np.float64) * g).astype(np.float32)
+        if low >= 1.0:
+            return x[s:e]
+        idx = np.flatnonzero(g < 1.0)
+        breaks = np.flatnonzero(np.diff(idx) > _CHECK_GAP)
+        for i0, i1 in zip(np.concatenate([[idx[0]], idx[breaks + 1]]), np.concatenate([idx[breaks], [idx[-1]]])):
+            limited.append((max(0, s + int(i0) - _CHECK_REACH), min(len(x), s + int(i1) + 1 + _CHECK_REACH)))
+        return (x[s:e].astype(np.float64) * g).astype(np.float32)
 
     _map_chunks(chunk, len(x), out, chunk=lim.chunk, margin=lim.margin)
     if smallest[0] >= 1.0:
         return 1.0, peak[0]
+    # Where the gain is 1 throughout the filter's reach, out's oversampled points are x's, which
+    # are under the ceiling there (g = 1): only the limited stretches can be over it.
     for _ in range(3):
-        tp = _true_peak_linear(out)
+        tp = max(float(_true_peak_envelope(out, r0, r1, floor=lim.ceiling).max()) for r0, r1 in limited)
         if tp <= lim.ceiling:
-            return smallest[0], tp
+            return smallest[0], None
         for s, e in _chunks(len(out)):
             out[s:e] *= np.float32((lim.ceiling / tp) * 0.9995)
     return smallest[0], None
+
+
+_CHECK_REACH = 2 * 11 + 2   # samples beyond a limited one whose oversampled points it reaches
+_CHECK_GAP = 2048           # limited stretches closer than this are checked as one
 
 
 def limit(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = SAMPLE_RATE,

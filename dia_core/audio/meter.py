@@ -104,10 +104,11 @@ def _design(factor: int) -> np.ndarray:
 
 def _true_peak_linear(x: np.ndarray) -> float:
     """max(|x|, |4x oversampled x|): the sample peak, raised by the oversampled points only where
-    they can exceed it (``_true_peak_envelope`` with a floor)."""
+    they can exceed it (only those stretches are oversampled: ``_candidate_runs``)."""
     peak = _abs_max(x)
     for s, e in _chunks(len(x), CHUNK // OVERSAMPLE):
-        peak = max(peak, float(_true_peak_envelope(x, s, e, floor=peak).max()))
+        for r0, r1 in _candidate_runs(x, s, e, peak):
+            peak = max(peak, float(np.abs(_oversampled(x, r0, r1)).max()))
     return peak
 
 

@@ -99,28 +99,24 @@ def _pink_chunks(n: int, rng: np.random.Generator, warm: int):
 def room_tone(n: int, level_db: float, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of pink-ish noise whose RMS is ``level_db`` dBFS (float32).
 
-    Generated chunk by chunk (memory: the float32 result plus one chunk): a first pass over the
-    noise measures its mean and RMS, then the generator is rewound and the same noise is drawn
-    again, centred, scaled and written out. ``rng`` ends in the same state as after one draw."""
+    Generated chunk by chunk (memory: the float32 result plus one chunk) in one pass that also
+    measures its mean and RMS; then centred and scaled in place. ``rng`` is drawn from once."""
     if n <= 0:
         return np.zeros(0, dtype=np.float32)
     warm = 4096   # let the IIR settle so the start has the same spectrum as the rest
-    state = rng.bit_generator.state
     total = total_sq = 0.0
-    for y in _pink_chunks(n, rng, warm):
+    out = np.empty(n, dtype=np.float32)
+    pos = 0
+    for y in _pink_chunks(n, rng, warm):   # one pass: the raw noise and its statistics
         total += float(np.sum(y))
         total_sq += float(np.dot(y, y))
+        out[pos:pos + len(y)] = y
+        pos += len(y)
     mean = total / n
     rms = float(np.sqrt(max(total_sq / n - mean * mean, 0.0))) or 1.0   # RMS after removing the mean
     scale = undb(level_db) / rms
-    rng.bit_generator.state = state
-    out = np.empty(n, dtype=np.float32)
-    pos = 0
-    for y in _pink_chunks(n, rng, warm):
-        y -= mean
-        y *= scale
-        out[pos:pos + len(y)] = y
-        pos += len(y)
+    for s, e in ((i, min(n, i + _ROOM_TONE_CHUNK)) for i in range(0, n, _ROOM_TONE_CHUNK)):
+        out[s:e] = (out[s:e] - mean) * scale   # in float64 a chunk at a time, stored as float32
     return out
 
 

@@ -259,3 +259,28 @@ def test_pcm_bits_outside_settings_list_fails_before_any_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     out = export_chapter(speechlike(0.5), tmp_path / "ch01", DeliverySettings(formats=("wav", "flac"), pcm_bits=16))
     assert sf.info(str(out["wav"])).subtype == "PCM_16" and sf.info(str(out["flac"])).subtype == "PCM_16"
+
+
+def test_mp3_level_correction_is_predicted_from_an_excerpt(tmp_path, monkeypatch):
+    """A chapter longer than the excerpt: one full-length MP3 encode (plus the short excerpt's),
+    the FLAC at the same time, and the decoded MP3 on the profile's RMS target within 0.1 dB,
+    where the uncorrected encode reads lower."""
+    from dia_core.audio import dynamics, encode, profiles
+
+    s = DeliverySettings(profile="acx", formats=("mp3", "flac"))
+    x = np.concatenate([speechlike(7.0, seed=i, f0=110 + 9 * i) for i in range(14)])   # ~100 s
+    y, _ = dynamics.finish(x, s)
+    calls = []
+    real = encode._encode
+    monkeypatch.setattr(encode, "_encode", lambda audio, path, fmt, *a, **k: (
+        calls.append((fmt, len(audio), k.get("gain_db", 0.0))), real(audio, path, fmt, *a, **k))[1])
+    files = export_chapter(y, tmp_path / "c", s)
+    full_mp3 = [c for c in calls if c[0] == "mp3" and c[1] == len(y)]
+    excerpt = [c for c in calls if c[0] == "mp3" and c[1] < len(y) / 2]
+    assert len(full_mp3) == 1 and len(excerpt) == 1 and full_mp3[0][2] > 0.1, calls
+    assert [c for c in calls if c[0] == "flac"] == [("flac", len(y), 0.0)]
+    corrected = profiles.check_file(files["mp3"], s).measurements.rms_db
+    plain = profiles.check_file(export_chapter(y, tmp_path / "p", DeliverySettings(profile="acx", formats=("mp3",)),
+                                               correct_lossy_gain=False)["mp3"], s).measurements.rms_db
+    assert abs(corrected - (-20.0)) <= 0.1 < abs(plain - (-20.0)), (corrected, plain)
+    assert sf.info(str(files["flac"])).frames == len(y)
