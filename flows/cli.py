@@ -76,6 +76,9 @@ RENDER_FLAGS: dict[str, tuple[str, dict]] = {
     "shard_deployment": ("--shard-deployment", dict(help="run the generation shards as runs of this deployment "
                                                          "(e.g. generate-shard/gpu), one per free worker of its "
                                                          "pool; default: in this process")),
+    "finish_workers": ("--finish-workers", dict(type=int, help="chapters finished at once (CPU work; each "
+                                                               "holds about 4 copies of its chapter in memory; "
+                                                               "default 2, at most the CPUs)")),
 }
 CHAPTERS_FLAG = ("--chapters", dict(type=parse_chapters, help="chapter selection, e.g. 1,3-4 (1-based)"))
 

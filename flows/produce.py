@@ -4,6 +4,7 @@ Tasks pass paths and small JSON, never audio or tensors (Prefect would hash them
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from dia_core.production import delivery, drift, folder, jobs, manifests, publishing, takes
-from dia_core.production.options import ProgressFn, RenderOptions
+from dia_core.production.options import ProgressFn, RenderOptions, finish_workers
 from dia_core.review import apply as review
 from flows import sharded
 from flows.gpu import gpu_slot  # noqa: F401  (flows.produce.gpu_slot: where tests and users found it)
@@ -167,8 +168,8 @@ def produce(project: str, options: RenderOptions | None = None, on_progress: Pro
         else:  # in this process: all the missing takes as one shard, then every chapter
             outcomes = generate_task(project, options, on_progress)
             delivery.open_delivery(job, started_at)  # the old manifest.json goes aside before any file changes
-            finished = [chapter_task.with_options(task_run_name=_chapter_run_name(c))(
-                        project, options, c["id"], outcomes) for c in planned]
+            finished = _finish_chapters(planned, options, lambda c: chapter_task.with_options(
+                task_run_name=_chapter_run_name(c)).submit(project, options, c["id"], outcomes))
         book_chapters = collect_task(project, options, finished)  # + current chapters not rendered now
         chapters, missing = book_chapters["chapters"], book_chapters["missing"]
         book = book_task(project, options, chapters, missing)
@@ -190,16 +191,33 @@ def _generate_sharded(job: jobs.Job, project: str, options: dict, planned: list[
     """Shards on the pool (flows/sharded.py); each chapter is finished (a task of its own, here)
     as soon as all of its takes are in the store, while the other shards still generate."""
     futures: dict = {}
+    limit = finish_workers(job.options)
 
     def finish(chapter_ids: list[str], outcomes_path: str) -> None:
         if not futures:
             delivery.open_delivery(job, started_at)  # before the first chapter file changes
         for c in planned:
             if c["id"] in chapter_ids:
+                running = [f for f in futures.values() if not f.state.is_final()]
+                while len(running) >= limit:   # at most finish_workers chapters at a time
+                    running.pop(0).wait()
                 futures[c["id"]] = chapter_task.with_options(task_run_name=_chapter_run_name(c)).submit(
                     project, options, c["id"], outcomes_path)
 
     sharded.generate_on_pool(job, project, options, finish, on_progress)
+    return [futures[c["id"]].result() for c in planned]
+
+
+def _finish_chapters(planned: list[dict], options: dict, submit) -> list[dict]:
+    """Every planned chapter finished by ``submit(chapter) -> future``, at most finish_workers at
+    a time (finishing is CPU work; a chapter holds a few copies of its audio), results in order."""
+    limit = finish_workers(RenderOptions.from_dict(options))
+    futures, running = {}, collections.deque()
+    for c in planned:
+        if len(running) >= limit:
+            running.popleft().wait()
+        futures[c["id"]] = submit(c)
+        running.append(futures[c["id"]])
     return [futures[c["id"]].result() for c in planned]
 
 

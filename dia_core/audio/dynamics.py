@@ -15,8 +15,7 @@ from ..params import SAMPLE_RATE
 from ..settings import DeliverySettings
 from . import meter
 from ..audiofile import as_float_mono, db, undb
-from .meter import (_TP_PAD, OVERSAMPLE, Measurements, _chunks, _frame_rms, _measure, _noise_floor_db, _rms, _true_peak_linear,
-                    _true_peak_envelope, integrated_lufs)
+from .meter import (_TP_PAD, OVERSAMPLE, Measurements, _chunks, _frame_rms, _measure, _noise_floor_db, _rms, _true_peak_envelope, integrated_lufs)
 from .profiles import profile_target
 
 __all__ = ["LoudnessReport", "finish", "limit", "limiter_gain"]

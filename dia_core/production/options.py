@@ -29,10 +29,15 @@ class RenderOptions:
     fast_path: str | None = None      # "off" | "static" | "inductor"; default $DIA_STUDIO_FAST_PATH, else off
     shard_minutes: float | None = None     # audio per generation shard; default shards.DEFAULT_SHARD_MINUTES
     shard_deployment: str | None = None    # "generate-shard/gpu": shards run on its work pool; None: in-process
+    finish_workers: int | None = None      # chapters finished at once; default finish_workers(): up to 2
 
     def __post_init__(self):
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
             raise InputError(f"must be at least 1, got {self.batch_size}", field="batch_size")
+        if self.finish_workers is not None and (isinstance(self.finish_workers, bool)
+                                                or not isinstance(self.finish_workers, int)
+                                                or self.finish_workers < 1):
+            raise InputError(f"must be at least 1, got {self.finish_workers!r}", field="finish_workers")
         if self.shard_minutes is not None and (isinstance(self.shard_minutes, bool)
                                                or not isinstance(self.shard_minutes, (int, float))
                                                or not self.shard_minutes > 0):
@@ -64,3 +69,16 @@ def fast_path_mode(options: RenderOptions) -> str:
     """The Dia decode mode: the option, else $DIA_STUDIO_FAST_PATH (a GPU host's own setting), else off."""
     mode = options.fast_path or os.environ.get("DIA_STUDIO_FAST_PATH") or "off"
     return check_fast_path(mode, field="--fast-path" if options.fast_path else "DIA_STUDIO_FAST_PATH")
+
+
+DEFAULT_FINISH_WORKERS = 2
+
+
+def finish_workers(options: RenderOptions) -> int:
+    """Chapters finished at once: the option, else up to DEFAULT_FINISH_WORKERS (no more than the
+    CPUs this process may use). Each holds a few copies of its chapter in memory (about 4x the
+    float32 chapter, bench/bench_finish.py), so a host finishing 2-hour chapters wants few."""
+    if options.finish_workers:
+        return options.finish_workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(DEFAULT_FINISH_WORKERS, cpus))
