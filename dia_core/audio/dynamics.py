@@ -137,11 +137,12 @@ def limiter_gain(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = S
 
 
 def _limit(x: np.ndarray, out: np.ndarray, ceiling_dbtp: float, sample_rate: int,
-           lookahead_ms: float = 5.0, hold_ms: float = 40.0) -> tuple[float, float | None]:
+           lookahead_ms: float = 5.0, hold_ms: float = 40.0, *, energy: list | None = None) -> tuple[float, float | None]:
     """``out = x * limiter gain`` chunk by chunk (``out`` may be ``x``: in place), then the final
     static trim of ``limit``. Returns the smallest gain applied (1.0: under the ceiling, out = x)
     and out's true peak (linear) when nothing was limited; None when it was (only the limited
-    stretches are re-measured here: a caller that needs the peak measures it once, at the end)."""
+    stretches are re-measured here: a caller that needs the peak measures it once, at the end).
+    ``energy``, a list, receives [sum of out^2 where the gain is below 1, sum of out^2] (float64)."""
     lim = _Limiter.of(ceiling_dbtp, sample_rate, lookahead_ms, hold_ms)
     smallest, peak = [1.0], [0.0]
     limited: list[tuple[int, int]] = []   # stretches where the gain is below 1, within reach
@@ -151,13 +152,22 @@ def _limit(x: np.ndarray, out: np.ndarray, ceiling_dbtp: float, sample_rate: int
         low = float(g.min())
         smallest[0], peak[0] = min(smallest[0], low), max(peak[0], p)
         if low >= 1.0:
+            if energy is not None:
+                energy[1] += float(np.dot(x[s:e].astype(np.float64), x[s:e].astype(np.float64)))
             return x[s:e]
         idx = np.flatnonzero(g < 1.0)
         breaks = np.flatnonzero(np.diff(idx) > _CHECK_GAP)
         for i0, i1 in zip(np.concatenate([[idx[0]], idx[breaks + 1]]), np.concatenate([idx[breaks], [idx[-1]]])):
             limited.append((max(0, s + int(i0) - _CHECK_REACH), min(len(x), s + int(i1) + 1 + _CHECK_REACH)))
-        return (x[s:e].astype(np.float64) * g).astype(np.float32)
+        r = x[s:e].astype(np.float64) * g
+        if energy is not None:
+            sq = np.square(r)
+            energy[0] += float(sq[g < 1.0].sum())
+            energy[1] += float(sq.sum())
+        return r.astype(np.float32)
 
+    if energy is not None:
+        energy[:] = [0.0, 0.0]
     _map_chunks(chunk, len(x), out, chunk=lim.chunk, margin=lim.margin)
     if smallest[0] >= 1.0:
         return 1.0, peak[0]
@@ -270,7 +280,8 @@ def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
             if spans is not None else None
         for s, e in _chunks(len(x)):
             y[s:e] = x[s:e].astype(np.float64) * (curve(s, e) if curve else undb(total_gain))
-        smallest, peak = _limit(y, y, ceiling, sample_rate)   # peak: y's true peak, for ``after``
+        energy: list = []
+        smallest, peak = _limit(y, y, ceiling, sample_rate, energy=energy)   # peak: for ``after``
         max_red = max(max_red, -db(smallest) if smallest < 1.0 else 0.0)
         floor_red = 0.0
         if settings.profile == "acx":
@@ -281,8 +292,9 @@ def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
         reached = quick(y)
         if abs(reached - target) <= 0.05:
             break
-        # secant step: under heavy limiting 1 dB more gain yields less than 1 dB more level
-        slope = 1.0
+        # secant step: under heavy limiting 1 dB more gain yields less than 1 dB more level; the
+        # first step's slope is the share of the energy the limiter left alone (what more gain raises)
+        slope = max(0.2, 1.0 - energy[0] / energy[1]) if energy[1] > 0 else 1.0
         if prev is not None and abs(total_gain - prev[0]) > 1e-6:
             slope = min(1.0, max(0.2, (reached - prev[1]) / (total_gain - prev[0])))
         prev = (total_gain, reached)

@@ -19,7 +19,7 @@ import soundfile as sf
 from .. import __version__, faults
 from ..audio import FINISHING_REVISION
 from ..audio import captions as cap
-from ..audio import dynamics, encode, m4b, profiles, stitch, tempo
+from ..audio import chain, m4b, profiles
 from ..atomic import write_json
 from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
@@ -55,21 +55,12 @@ def finish_chapter(job: Job, chapter_id: str, outcomes: dict[str, Outcome],
         if audio is None:
             raise RuntimeError(f"chosen take for segment {s.id} is missing or corrupt in {job.store.root}")
         takes.append(audio.load_audio())
-    # every CPU stretches segments at once (Rubber Band releases the GIL)
-    stretched = tempo.change_tempo_all(takes, [s.sampling.speed_factor for s in chapter.segments])
-    del takes
-    pieces = [stitch.StitchPiece(a, s.boundary, s.id) for a, s in zip(stretched, chapter.segments)]
-    del stretched
-    faults.hit("stitch")
-    stitched = stitch.stitch_chapter(pieces, settings, seed=job.project.seed)
-    del pieces  # a long chapter is GBs: keep one copy of it alive at a time (bench/bench_finish.py)
-    spans, head_s, tail_s, trims = stitched.spans, stitched.head_s, stitched.tail_s, stitched.trims
-    # With spans, only speech is gained: the room tone stays under the noise floor.
-    audio, loud = dynamics.finish(stitched.audio, settings, spans=spans)
-    del stitched
-    faults.hit("export")
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    files = encode.export_chapter(audio, job.out_dir / chapter.id, settings)
+    done = chain.finish_chapter_audio(takes, [s.sampling.speed_factor for s in chapter.segments],
+                                      [s.boundary for s in chapter.segments], [s.id for s in chapter.segments],
+                                      settings, seed=job.project.seed, out_stem=job.out_dir / chapter.id)
+    audio, loud, files = done.audio, done.loudness, done.files
+    spans, head_s, tail_s, trims = done.spans, done.head_s, done.tail_s, done.trims
+    del done
     publish_meta.tag_chapter_files(files, job.project, chapter.title, chapter.index,
                                    max(c.index for c in job.book.chapters))
     # A float master of the finished chapter feeds the M4B without a second lossy generation.
