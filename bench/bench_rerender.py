@@ -274,6 +274,30 @@ def top_functions(profile: Path, n: int = 20) -> dict[str, list[dict]]:
 
 # ---- report ------------------------------------------------------------------------------------------------
 
+BOOK_FILES = {"manifest.json", "book.m4b", "acx/acx-report.json", "acx/acx-report.md"}
+
+
+def verdicts(r: dict, chapters: int) -> list[str]:
+    """What the issue expects of an unchanged re-render (nothing generated, no chapter re-finished, no
+    delivered file rewritten but manifest.json) and of a one-paragraph edit (only that chapter's files,
+    the ACX package's copy of it, the book's files)."""
+    c = r.get("changes")
+    if not c:
+        return []
+    rewritten = c["delivery"]["rewritten"]
+    if "edited_chapter" in r:
+        ch = r["edited_chapter"]
+        own = {f"{ch}.mp3", f"{ch}.vtt", f"manifests/{ch}.json"} | BOOK_FILES
+        others = [f for f in rewritten if f not in own and not re.fullmatch(rf"acx/\d\d-{ch}(-part-\d+)?\.mp3", f)]
+        return [f"- takes generated: {r['takes_generated']}; chapters reused: {len(r['chapters_reused'])} of "
+                f"{chapters} (expected {chapters - 1}); delivered files rewritten that are not {ch}'s or the "
+                f"book's: {others or 'none'}"]
+    others = [f for f in rewritten if f != "manifest.json"]
+    return [f"- takes generated: {r['takes_generated']} (expected 0); chapters reused: "
+            f"{len(r['chapters_reused'])} of {chapters}; delivered files rewritten other than manifest.json: "
+            f"{others or 'none'}"]
+
+
 def _render_row(r: dict) -> str:
     return (f"| {r['label']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r.get('cli_start_s', '?')} | "
             f"{r.get('server_start_s', '?')} | {r.get('flow_s', '?')} | {r.get('cli_end_s', '?')} | "
@@ -298,6 +322,7 @@ def report(results: dict, path_md: Path) -> None:
         lines += [f"| {t['task']} | {t['s']} |" for t in r["tasks"]]
         lines.append("")
         if r.get("changes"):
+            lines += verdicts(r, results.get("chapters", 0))
             for where in ("delivery", "work"):
                 c = r["changes"][where]
                 lines.append(f"- {where} folder ({c['files']} files): rewritten {len(c['rewritten'])}"
@@ -337,7 +362,7 @@ def main() -> None:
                           f"{platform.python_version()}",
                "project": f"{args.chapters} chapters, {words} words, draft engine, acx, mp3 + m4b, vtt, "
                           "ACX package with credits, listening off",
-               "renders": []}
+               "chapters": args.chapters, "renders": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{args.name}-{date}.json", out / f"{args.name}-{date}.md"
