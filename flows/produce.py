@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -45,6 +46,9 @@ def plan_task(project: str, options: dict) -> list[dict]:
     return [{"id": c.id, "title": c.title, "segments": len(c.segments)} for c in job.plan.chapters]
 
 
+PROGRESS_INTERVAL_S = 1.0   # the Prefect UI's progress artifact: updates at most this often
+
+
 @task(name="generate-takes", cache_policy=NO_CACHE)
 def generate_task(project: str, options: dict, on_progress: ProgressFn | None = None) -> str:
     job = _job(project, options)
@@ -52,8 +56,14 @@ def generate_task(project: str, options: dict, on_progress: ProgressFn | None = 
     progress_id = create_progress_artifact(0.0, key=_artifact_key(job, "progress"),
                                            description=f"{job.project.title}: segments finished")
 
+    last = [0.0]
+
     def progress(done: int, total: int) -> None:
-        update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+        # one server call per update: at most one a second (and the last), not one per segment
+        now = time.monotonic()
+        if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+            update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+            last[0] = now
         if on_progress is not None:
             on_progress(done, total)
 

@@ -8,6 +8,7 @@ absolute deviation x 1.4826) from its voice's median, or any turn below the voic
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from statistics import median
 
@@ -64,6 +65,12 @@ def write_drift_report(job: Job, outcomes: dict[str, Outcome]) -> Path:
     report = {"project": job.project.title, "listener": next(
         (o.chosen.qc.get("listen", {}).get("listener") for o in outcomes.values()), None),
         "per_voice_chapter": summary, "outliers": outliers, "takes": rows}
+    png = out / "qc-report.png"
+    try:   # the plot (seconds of matplotlib) is redrawn only when the rows it shows changed
+        unchanged = png.is_file() and json.loads((out / "qc-report.json").read_text())["takes"] == \
+            json.loads(json.dumps(rows))
+    except (OSError, ValueError, KeyError, TypeError):
+        unchanged = False
     atomic.write_json(out / "qc-report.json", report)
     md = [f"# Drift report: {job.project.title}", "", f"Listener: `{report['listener']}`", "",
           "| voice | chapter | similarity | words/min | speech dBFS |", "|---|---|---|---|---|"]
@@ -74,7 +81,8 @@ def write_drift_report(job: Job, outcomes: dict[str, Outcome]) -> Path:
         f"- {o['chapter']} segment {o['segment']} ({o['voice']}): {o['measure']} {o['value']} "
         f"(voice median {o['voice_median']})" for o in outliers]
     atomic.write_text(out / "qc-report.md", "\n".join(md) + "\n")
-    atomic.write_bytes(out / "qc-report.png", _plot(rows))
+    if not unchanged:
+        atomic.write_bytes(png, _plot(rows))
     return out / "qc-report.json"
 
 

@@ -80,7 +80,13 @@ def test_drift_report_names_outliers_by_chapter_and_segment(rendered):
     victim = r["job"].plan.chapters[1].segments[0]
     turn = outcomes[victim.id].chosen.qc["listen"]["turns"][0]
     turn["similarity"] = 0.1   # as if this take drifted to another voice
+    png = drift.write_drift_report(r["job"], r["first"]).parent / "qc-report.png"
+    rendered_plot = png.stat()
     path = drift.write_drift_report(r["job"], outcomes)
+    assert png.stat().st_ino != rendered_plot.st_ino            # other rows: redrawn
+    redrawn = png.stat()
+    drift.write_drift_report(r["job"], outcomes)                 # the same rows: the plot is kept
+    assert (png.stat().st_ino, png.stat().st_mtime_ns) == (redrawn.st_ino, redrawn.st_mtime_ns)
     report = json.loads(path.read_text())
     assert set(report["per_voice_chapter"]["narrator"]) == {c.id for c in r["job"].plan.chapters}
     assert {"chapter": r["job"].plan.chapters[1].id, "segment": victim.id, "voice": turn["voice"],
