@@ -84,7 +84,7 @@ def read_store(job: Job, prompts: dict, segments: Sequence) -> tuple[dict[str, O
             if take is None:
                 todo.append(s)
             else:
-                rows.append((s, seed, key, take, qc_take(take, s, qc_settings)))
+                rows.append((s, seed, key, take, qc_take(take, s, qc_settings, job.store)))
         if rows:
             listening.apply_listening(job, listener, refs, [(s, take, qc) for s, _seed, _key, take, qc in rows])
         pending = []

@@ -17,7 +17,7 @@ from typing import Callable, Collection, ContextManager
 
 import numpy as np
 
-from .. import atomic, faults
+from .. import __version__, atomic, faults
 from ..audio.qc import check_segment
 from ..audio.stitch import trim_bounds
 from ..audiofile import write_wav_float
@@ -133,12 +133,24 @@ def take_key(job: Job, segment, seed: int, prompts: dict[str, VoicePrompt]) -> s
         "seed": seed, "sampling": _gen_params(segment.sampling), **_engine_key(job.engine)})
 
 
-def qc_take(take, segment, qc_settings) -> dict:
-    """The QC verdict on a stored take: {"passed", "score", "metrics", "failures"}."""
+def qc_take(take, segment, qc_settings, store=None) -> dict:
+    """The QC verdict on a stored take: {"passed", "score", "metrics", "failures"}. With ``store``
+    (the take's), the verdict is kept beside the take as a note keyed by everything it depends on
+    (QC settings, the segment's expected length, the hit-limit flag, the software), so a re-render
+    reads it instead of loading and measuring the audio again."""
+    note = "qc-" + canonical_hash({"qc": jsonable(asdict(qc_settings)), "expected_s": segment.est_seconds,
+                                   "hit_limit": bool(take.record.get("hit_limit")),
+                                   "software": __version__})[:16]
+    found = store.read_note(take.key, note) if store is not None else None
+    if isinstance(found, dict) and {"passed", "score", "metrics", "failures"} <= set(found):
+        return found
     result = check_segment(take.load_audio(), expected_seconds=segment.est_seconds,
                            hit_limit=bool(take.record.get("hit_limit")), settings=qc_settings)
-    return {"passed": bool(result.passed), "score": float(result.score),
-            "metrics": jsonable(result.metrics), "failures": list(result.failures)}
+    verdict = {"passed": bool(result.passed), "score": float(result.score),
+               "metrics": jsonable(result.metrics), "failures": list(result.failures)}
+    if store is not None:
+        store.write_note(take.key, note, verdict)
+    return json.loads(json.dumps(verdict))   # the same types a note gives back
 
 
 def generate_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: ProgressFn | None = None,
@@ -190,7 +202,7 @@ def _settle_takes(job: Job, prompts: dict[str, VoicePrompt], on_progress: Progre
             take = job.store.get(keys[s.id])
             if take is None:
                 raise RuntimeError(f"take {keys[s.id]} vanished from the store {job.store.root}")
-            checked.append((s, take, qc_take(take, s, qc_settings)))
+            checked.append((s, take, qc_take(take, s, qc_settings, job.store)))
         listening.apply_listening(job, listener, refs, checked)  # words, voice, quality: folded into qc
         for (s, seed), (_s, take, qc) in zip(work, checked):
             outcomes[s.id].attempts.append(Attempt(attempt, seed, keys[s.id], qc,

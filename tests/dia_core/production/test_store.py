@@ -42,3 +42,28 @@ def test_entry_without_record_counts_as_missing(tmp_path):
     take = store.put("ef" * 32, np.zeros(10, np.float32), {})
     take.audio_path.with_name("take.json").unlink()  # killed between the two writes
     assert store.get("ef" * 32) is None
+
+
+def test_qc_verdict_is_kept_as_a_note_and_keyed_by_what_it_depends_on(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from dia_core.production import store as store_mod
+    from dia_core.production.takes import qc_take
+    from dia_core.settings import QCSettings
+
+    sr = 44100
+    t = np.arange(int(2.0 * sr)) / sr
+    audio = np.concatenate([np.zeros(sr // 10), 0.2 * np.sin(2 * np.pi * 150 * t), np.zeros(sr // 10)])
+    store = SegmentStore(tmp_path)
+    take = store.put("ab" * 32, audio.astype(np.float32), {"hit_limit": False})
+    segment, qc = SimpleNamespace(est_seconds=2.0), QCSettings()
+    first = qc_take(take, segment, qc, store)
+    loads = []
+    real = store_mod.StoredTake.load_audio
+    monkeypatch.setattr(store_mod.StoredTake, "load_audio", lambda self: loads.append(1) or real(self))
+    assert qc_take(store.get(take.key), segment, qc, store) == first and loads == []   # read, not measured
+    qc_take(take, SimpleNamespace(est_seconds=9.0), qc, store)                      # other expectation
+    qc_take(take, segment, replace(qc, max_attempts=qc.max_attempts + 1), store)    # other settings
+    assert len(loads) == 2
+    assert qc_take(take, segment, qc) == first                                      # no store: measured
