@@ -47,21 +47,25 @@ PARAGRAPHS = [f"Day {i + 1}. {LINES[i % 12]} {LINES[(i + 5) % 12]}" for i in ran
 CHAPTERS = [PARAGRAPHS[:8], PARAGRAPHS[8:]]
 
 
-def make_project(root: Path, title: str, chapters: list[list[str]]) -> Path:
+def make_project(root: Path, title: str, chapters: list[list[str]], dia: bool = False) -> Path:
+    """The test book; ``dia``: settings for the tiny random Dia checkpoint (short generations, a
+    calibrated voice, one attempt: QC of noise would only regenerate noise)."""
     root.mkdir(parents=True)
     text = "".join(f"# {title} {i + 1}\n\n" + "\n\n".join(lines) + "\n\n" for i, lines in enumerate(chapters))
     (root / "book.md").write_text(text)
+    sampling, voice, qc = ("sampling:\n  max_new_tokens: 500\n", "    calibration_text: Hello there.\n",
+                           "  max_attempts: 1\n") if dia else ("", "", "")
     (root / "project.yaml").write_text(
-        f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n"
-        "voices:\n  reader:\n    seed: 5\nnarrator_voice: reader\n"
+        f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n{sampling}"
+        f"voices:\n  reader:\n    seed: 5\n{voice}narrator_voice: reader\n"
         "delivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n"
-        "qc:\n  asr: off\n  voice_check: false\n")
+        f"qc:\n{qc}  asr: off\n  voice_check: false\n")
     return root / "project.yaml"
 
 
-def four_shard_minutes(project: Path) -> float:
+def four_shard_minutes(project: Path, options: RenderOptions = RenderOptions(draft=True)) -> float:
     """A --shard-minutes that splits this project's segments into exactly four shards."""
-    segments = jobs.open_job(project, RenderOptions(draft=True)).plan.segments
+    segments = jobs.open_job(project, options).plan.segments
     total = sum(s.est_seconds for s in segments) / 60
     for k in range(100, 400):
         minutes = total * k / 1000
@@ -82,7 +86,8 @@ def pool(tmp_path_factory, prefect_api):
                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
                # every store put, in every process, is one line here (dia_core/faults.py)
                DIA_STUDIO_FAULT="log@store-put", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
-               DIA_STUDIO_SHARD_STALE_S="6")
+               DIA_STUDIO_SHARD_STALE_S="6",
+               OMP_NUM_THREADS="1")   # tiny Dia models run slower with intra-op threads (tests/tiny_models.py)
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
     from prefect.client.orchestration import get_client
@@ -91,17 +96,28 @@ def pool(tmp_path_factory, prefect_api):
     with get_client(sync_client=True) as client:   # `prefect work-pool create dia-gpu --type process`
         client.create_work_pool(WorkPoolCreate(name="dia-gpu", type="process"), overwrite=True)
     run("--no-prompt", "deploy", "--all")
-    workers, logs = [], []
-    for i in range(2):
-        log = open(tmp / f"worker-{i}.log", "w")
+    workers, logs = [None, None], []
+
+    def start_worker(i: int) -> None:
+        log = open(tmp / f"worker-{i}.log", "a")
         lock_dir = tmp / f"host-{i}"   # each worker stands for one GPU host: its own host-local lock dir
-        lock_dir.mkdir()
-        workers.append(subprocess.Popen(
+        lock_dir.mkdir(exist_ok=True)
+        workers[i] = subprocess.Popen(
             [*PREFECT, "worker", "start", "--pool", "dia-gpu", "--limit", "1", "--name", f"gpu-host-{i}"],
-            cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT))
+            cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT)
         logs.append(log)
+
+    def revive() -> None:
+        """Start again the workers a test killed (a host back after a crash)."""
+        for i, w in enumerate(workers):
+            if w.poll() is not None:
+                start_worker(i)
+
+    for i in range(2):
+        start_worker(i)
     try:
-        yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log"}
+        yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log",
+               "revive": revive}
     finally:
         for w in workers:
             if w.poll() is None:
@@ -209,6 +225,75 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
         (ref_out / "book" / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
     assert {k: (v["seed"], v["attempt"]) for k, v in chosen.items()} == \
            {k: (v["seed"], v["attempt"]) for k, v in ref_chosen.items()}
+
+
+def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
+    """The same sharded path on the Dia engine: a tiny random checkpoint (reference layout) and a tiny
+    DAC on CPU, named on the command line relative to where the render runs (the workers run from
+    $DIA_STUDIO_HOME, elsewhere). Both workers take shards, every take is generated once, and the
+    delivery equals a single-process render of the same project byte for byte. (Listening stays
+    off: random weights speak no words. No kill here: the draft test covers it.)"""
+    from prefect.client.orchestration import get_client
+
+    from dia_core.dia.config import DiaConfig
+    from flows.produce import produce
+    from tests.tiny_models import single_thread, write_tiny_dac, write_tiny_dia_checkpoint
+
+    pool["revive"]()   # the draft test killed a worker
+    ckpt = write_tiny_dia_checkpoint(tmp_path / "models" / "ckpt", layout="reference",
+                                     config=DiaConfig.tiny(dec_max_positions=3072))
+    dac_path = write_tiny_dac(tmp_path / "models" / "dac.pth")
+    # eight short paragraphs, two to a segment at this max_new_tokens: four segments, two chapters
+    chapters = [LINES[1::2][:4], [*LINES[1::2][4:], "The lamp went out.", "Morning came grey."]]
+    project = make_project(tmp_path / "sharded" / "book", "Harbour", chapters, dia=True)
+    reference = make_project(tmp_path / "single" / "book", "Harbour", chapters, dia=True)
+    engine = dict(model=str(ckpt), codec=str(dac_path), device="cpu", batch_size=2)
+    ref_options = RenderOptions(out_dir=str(tmp_path / "ref-out"), store=str(tmp_path / "ref-store"), **engine)
+    minutes = four_shard_minutes(reference, ref_options)
+    with get_client(sync_client=True) as client:
+        earlier = {r.id for r in _runs(client, "generate-shard")}
+    puts_before = len(_puts(pool["puts"]))
+
+    render = subprocess.run(
+        [*CLI, "render", "sharded/book/project.yaml", "--model", "models/ckpt", "--codec", "models/dac.pth",
+         "--device", "cpu", "--batch-size", "2", "--out", "out", "--store", str(pool["store"]),
+         "--shard-minutes", f"{minutes:.6f}", "--shard-deployment", "generate-shard/gpu", "--no-progress"],
+        cwd=tmp_path, env=pool["env"], capture_output=True, text=True, timeout=300)
+    assert render.returncode == 0, render.stdout + render.stderr
+    with get_client(sync_client=True) as client:
+        runs = [r for r in _runs(client, "generate-shard") if r.id not in earlier]
+    assert len(runs) == 4 and all(r.state.is_completed() for r in runs), [(r.name, r.state) for r in runs]
+    hosts = collections.Counter(r.name.rsplit(" on ", 1)[1] for r in runs)
+    assert set(hosts) == {"gpu-host-0", "gpu-host-1"}, hosts
+    assert all(Path(r.parameters["options"][k]).is_absolute() for r in runs for k in ("model", "codec"))
+
+    # Every take stored exactly once: the calibration by the render, the segments by the shards.
+    puts = _puts(pool["puts"])[puts_before:]
+    counts = collections.Counter(key for key, _ in puts)
+    assert counts and max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    delivered = tmp_path / "out" / "book"
+    chosen = {s["id"]: s for c in (1, 2)
+              for s in json.loads((delivered / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    assert len(chosen) == len(jobs.open_job(reference, ref_options).plan.segments) == 4
+    shard_puts = {key for key, pid in puts if pid != render.pid}   # render.pid: the CLI process itself
+    assert shard_puts == {a["key"] for s in chosen.values() for a in s["attempts"]}
+    assert len(puts) - len(shard_puts) == 1   # the voice's calibration take
+
+    # Byte for byte what one process renders alone, with a store of its own.
+    with single_thread():   # as the workers (OMP_NUM_THREADS=1)
+        state = produce(project=str(reference), options=ref_options, return_state=True)
+    assert state.is_completed(), state
+    ref_book = tmp_path / "ref-out" / "book"
+    files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
+    assert files == [f"chapter-0{c}.{ext}" for c in (1, 2) for ext in ("mp3", "vtt")]
+    for name in files:
+        assert (delivered / name).read_bytes() == (ref_book / name).read_bytes(), name
+    ref_chosen = {s["id"]: s for c in (1, 2) for s in json.loads(
+        (ref_book / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    assert {k: v["attempts"] for k, v in chosen.items()} == {k: v["attempts"] for k, v in ref_chosen.items()}
+    manifests = [json.loads((book / "manifest.json").read_text()) for book in (delivered, ref_book)]
+    assert manifests[0]["complete"] and manifests[0]["model"]["engine"] == manifests[1]["model"]["engine"] == "dia"
+    assert manifests[0]["model"]["checksum"] == manifests[1]["model"]["checksum"]
 
 
 def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path):
