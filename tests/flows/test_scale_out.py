@@ -48,13 +48,17 @@ CHAPTERS = [PARAGRAPHS[:8], PARAGRAPHS[8:]]
 
 
 def make_project(root: Path, title: str, chapters: list[list[str]], dia: bool = False) -> Path:
-    """The test book; ``dia``: settings for the tiny random Dia checkpoint (short generations, a
-    calibrated voice, one attempt: QC of noise would only regenerate noise)."""
+    """The test book; ``dia``: settings for the tiny random Dia checkpoint: the shortest generations,
+    a reference clip as the voice (espeak-ng's; no calibration to generate), one attempt (QC of
+    noise would only regenerate noise)."""
     root.mkdir(parents=True)
     text = "".join(f"# {title} {i + 1}\n\n" + "\n\n".join(lines) + "\n\n" for i, lines in enumerate(chapters))
     (root / "book.md").write_text(text)
-    sampling, voice, qc = ("sampling:\n  max_new_tokens: 500\n", "    calibration_text: Hello there.\n",
-                           "  max_attempts: 1\n") if dia else ("", "", "")
+    sampling, voice, qc = "", "", ""
+    if dia:
+        subprocess.run(["espeak-ng", "-w", str(root / "reader.wav"), "Hello there."], check=True, timeout=60)
+        sampling, voice, qc = ("sampling:\n  max_new_tokens: 500\n",
+                               "    reference: reader.wav\n    transcript: Hello there.\n", "  max_attempts: 1\n")
     (root / "project.yaml").write_text(
         f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n{sampling}"
         f"voices:\n  reader:\n    seed: 5\n{voice}narrator_voice: reader\n"
@@ -243,9 +247,10 @@ def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
     ckpt = write_tiny_dia_checkpoint(tmp_path / "models" / "ckpt", layout="reference",
                                      config=DiaConfig.tiny(dec_max_positions=3072))
     dac_path = write_tiny_dac(tmp_path / "models" / "dac.pth")
-    # two short paragraphs to a segment at this max_new_tokens: two chapters of one segment each, two
-    # shards (each worker runs one, --limit 1); each generation runs all 500 steps (random weights)
-    chapters = [[LINES[1], LINES[3]], [LINES[5], LINES[7]]]
+    # two short paragraphs to a segment at this max_new_tokens: one chapter of two segments, two shards
+    # (each worker runs one, --limit 1); each generation runs all 500 steps (random weights). The
+    # single-process render generates both in one batch of two.
+    chapters = [[LINES[1], LINES[3], LINES[5], LINES[7]]]
     project = make_project(tmp_path / "sharded" / "book", "Harbour", chapters, dia=True)
     reference = make_project(tmp_path / "single" / "book", "Harbour", chapters, dia=True)
     engine = dict(model=str(ckpt), codec=str(dac_path), device="cpu", batch_size=2)
@@ -274,26 +279,24 @@ def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
     assert set(hosts) == {"gpu-host-0", "gpu-host-1"}, hosts
     assert all(Path(r.parameters["options"][k]).is_absolute() for r in runs for k in ("model", "codec"))
 
-    # Every take stored exactly once: the calibration by the render, the segments by the shards.
+    # Every take stored exactly once, by the shards.
     puts = _puts(pool["puts"])[puts_before:]
     counts = collections.Counter(key for key, _ in puts)
     assert counts and max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
     delivered = tmp_path / "out" / "book"
-    chosen = {s["id"]: s for c in (1, 2)
-              for s in json.loads((delivered / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    chosen = {s["id"]: s for s in json.loads((delivered / "manifests" / "chapter-01.json").read_text())["segments"]}
     assert len(chosen) == len(jobs.open_job(reference, ref_options).plan.segments) == 2
     shard_puts = {key for key, pid in puts if pid != render.pid}   # render.pid: the CLI process itself
     assert shard_puts == {a["key"] for s in chosen.values() for a in s["attempts"]}
-    assert len(puts) - len(shard_puts) == 1   # the voice's calibration take
+    assert len(puts) == len(shard_puts)   # the render itself generated nothing
 
     # Byte for byte what one process rendered alone.
     ref_book = tmp_path / "ref-out" / "book"
     files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
-    assert files == [f"chapter-0{c}.{ext}" for c in (1, 2) for ext in ("mp3", "vtt")]
+    assert files == ["chapter-01.mp3", "chapter-01.vtt"]
     for name in files:
         assert (delivered / name).read_bytes() == (ref_book / name).read_bytes(), name
-    ref_chosen = {s["id"]: s for c in (1, 2) for s in json.loads(
-        (ref_book / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
+    ref_chosen = {s["id"]: s for s in json.loads((ref_book / "manifests" / "chapter-01.json").read_text())["segments"]}
     assert {k: v["attempts"] for k, v in chosen.items()} == {k: v["attempts"] for k, v in ref_chosen.items()}
     manifests = [json.loads((book / "manifest.json").read_text()) for book in (delivered, ref_book)]
     assert manifests[0]["complete"] and manifests[0]["model"]["engine"] == manifests[1]["model"]["engine"] == "dia"
