@@ -6,7 +6,9 @@ split into four shards, both workers take shards, one worker (and the shard it r
 with SIGKILL mid-shard, and the render still completes: every take is generated exactly once
 (store puts counted across processes) and the delivery equals a single-process render byte for byte.
 The single-worker render it is compared with is the catalog's fan-out of the same book to
-produce/gpu. A second, cheap test checks the bad inputs (a deployment or pool that does not exist,
+produce/gpu. The same path runs once more on the Dia engine, with a tiny random checkpoint and DAC
+written by the test (two shards, one per worker, compared with a single-process render). A last,
+cheap test checks the bad inputs (a deployment or pool that does not exist,
 a store that cannot be written)."""
 from __future__ import annotations
 
@@ -100,9 +102,10 @@ def pool(tmp_path_factory, prefect_api):
     with get_client(sync_client=True) as client:   # `prefect work-pool create dia-gpu --type process`
         client.create_work_pool(WorkPoolCreate(name="dia-gpu", type="process"), overwrite=True)
     run("--no-prompt", "deploy", "--all")
-    workers, logs = [None, None], []
+    workers, logs, starts = [None, None], [], [0, 0]
 
     def start_worker(i: int) -> None:
+        starts[i] += 1
         log = open(tmp / f"worker-{i}.log", "a")
         lock_dir = tmp / f"host-{i}"   # each worker stands for one GPU host: its own host-local lock dir
         lock_dir.mkdir(exist_ok=True)
@@ -117,11 +120,19 @@ def pool(tmp_path_factory, prefect_api):
             if w.poll() is not None:
                 start_worker(i)
 
+    def wait_ready(timeout_s: float = 120) -> None:
+        """Until every worker (re)started has said so in its log: both are polling the pool."""
+        deadline = time.monotonic() + timeout_s
+        while any((tmp / f"worker-{i}.log").read_text().count(f"Worker 'gpu-host-{i}' started!") < starts[i]
+                  for i in range(2)):
+            assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, "a worker did not start"
+            time.sleep(0.2)
+
     for i in range(2):
         start_worker(i)
     try:
         yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log",
-               "revive": revive}
+               "revive": revive, "wait_ready": wait_ready}
     finally:
         for w in workers:
             if w.poll() is None:
@@ -260,6 +271,7 @@ def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
         earlier = {r.id for r in _runs(client, "generate-shard")}
     puts_before = len(_puts(pool["puts"]))
 
+    pool["wait_ready"]()   # both workers polling, so each takes one of the two shards
     render = subprocess.Popen(
         [*CLI, "render", "sharded/book/project.yaml", "--model", "models/ckpt", "--codec", "models/dac.pth",
          "--device", "cpu", "--batch-size", "2", "--out", "out", "--store", str(pool["store"]),
@@ -286,9 +298,9 @@ def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
     delivered = tmp_path / "out" / "book"
     chosen = {s["id"]: s for s in json.loads((delivered / "manifests" / "chapter-01.json").read_text())["segments"]}
     assert len(chosen) == len(jobs.open_job(reference, ref_options).plan.segments) == 2
-    shard_puts = {key for key, pid in puts if pid != render.pid}   # render.pid: the CLI process itself
-    assert shard_puts == {a["key"] for s in chosen.values() for a in s["attempts"]}
-    assert len(puts) == len(shard_puts)   # the render itself generated nothing
+    # the keys the producer recorded are the keys the shards stored under: one take per shard process
+    assert {key for key, _ in puts} == {a["key"] for s in chosen.values() for a in s["attempts"]}
+    assert len({pid for _, pid in puts}) == 2 and render.pid not in {pid for _, pid in puts}
 
     # Byte for byte what one process rendered alone.
     ref_book = tmp_path / "ref-out" / "book"
