@@ -8,8 +8,8 @@ with SIGKILL mid-shard, and the render still completes: every take is generated 
 The single-worker render it is compared with is the catalog's fan-out of the same book to
 produce/gpu. The same path runs once more on the Dia engine, with a tiny random checkpoint and DAC
 written by the test (two shards, one per worker, compared with a single-process render). A last,
-cheap test checks the bad inputs (a deployment or pool that does not exist,
-a store that cannot be written)."""
+cheap test checks the bad inputs (a deployment or pool that does not exist, a store that cannot be
+written)."""
 from __future__ import annotations
 
 import collections
