@@ -6,8 +6,10 @@ split into four shards, both workers take shards, one worker (and the shard it r
 with SIGKILL mid-shard, and the render still completes: every take is generated exactly once
 (store puts counted across processes) and the delivery equals a single-process render byte for byte.
 The single-worker render it is compared with is the catalog's fan-out of the same book to
-produce/gpu. A second, cheap test checks the bad inputs (a deployment or pool that does not exist,
-a store that cannot be written)."""
+produce/gpu. The same path runs once more on the Dia engine, with a tiny random checkpoint and DAC
+written by the test (two shards, one per worker, compared with a single-process render). A last,
+cheap test checks the bad inputs (a deployment or pool that does not exist, a store that cannot be
+written)."""
 from __future__ import annotations
 
 import collections
@@ -47,27 +49,35 @@ PARAGRAPHS = [f"Day {i + 1}. {LINES[i % 12]} {LINES[(i + 5) % 12]}" for i in ran
 CHAPTERS = [PARAGRAPHS[:8], PARAGRAPHS[8:]]
 
 
-def make_project(root: Path, title: str, chapters: list[list[str]]) -> Path:
+def make_project(root: Path, title: str, chapters: list[list[str]], dia: bool = False) -> Path:
+    """The test book; ``dia``: settings for the tiny random Dia checkpoint: the shortest generations,
+    a reference clip as the voice (espeak-ng's; no calibration to generate), one attempt (QC of
+    noise would only regenerate noise)."""
     root.mkdir(parents=True)
     text = "".join(f"# {title} {i + 1}\n\n" + "\n\n".join(lines) + "\n\n" for i, lines in enumerate(chapters))
     (root / "book.md").write_text(text)
+    sampling, voice, qc = "", "", ""
+    if dia:
+        subprocess.run(["espeak-ng", "-w", str(root / "reader.wav"), "Hello there."], check=True, timeout=60)
+        sampling, voice, qc = ("sampling:\n  max_new_tokens: 500\n",
+                               "    reference: reader.wav\n    transcript: Hello there.\n", "  max_attempts: 1\n")
     (root / "project.yaml").write_text(
-        f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n"
-        "voices:\n  reader:\n    seed: 5\nnarrator_voice: reader\n"
+        f"title: {title}\nauthor: Test Author\nmanuscript: book.md\nseed: 3\n{sampling}"
+        f"voices:\n  reader:\n    seed: 5\n{voice}narrator_voice: reader\n"
         "delivery:\n  profile: podcast\n  formats: [mp3]\n  captions: [vtt]\n"
-        "qc:\n  asr: off\n  voice_check: false\n")
+        f"qc:\n{qc}  asr: off\n  voice_check: false\n")
     return root / "project.yaml"
 
 
-def four_shard_minutes(project: Path) -> float:
-    """A --shard-minutes that splits this project's segments into exactly four shards."""
-    segments = jobs.open_job(project, RenderOptions(draft=True)).plan.segments
+def shard_minutes_for(project: Path, count: int = 4, options: RenderOptions = RenderOptions(draft=True)) -> float:
+    """A --shard-minutes that splits this project's segments into exactly ``count`` shards."""
+    segments = jobs.open_job(project, options).plan.segments
     total = sum(s.est_seconds for s in segments) / 60
     for k in range(100, 400):
         minutes = total * k / 1000
-        if len(shards.plan_shards(segments, minutes)) == 4:
+        if len(shards.plan_shards(segments, minutes)) == count:
             return minutes
-    raise AssertionError("no shard size gives four shards")
+    raise AssertionError(f"no shard size gives {count} shards")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,8 @@ def pool(tmp_path_factory, prefect_api):
                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
                # every store put, in every process, is one line here (dia_core/faults.py)
                DIA_STUDIO_FAULT="log@store-put", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
-               DIA_STUDIO_SHARD_STALE_S="6")
+               DIA_STUDIO_SHARD_STALE_S="6",
+               OMP_NUM_THREADS="1")   # tiny Dia models run slower with intra-op threads (tests/tiny_models.py)
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
     from prefect.client.orchestration import get_client
@@ -91,17 +102,37 @@ def pool(tmp_path_factory, prefect_api):
     with get_client(sync_client=True) as client:   # `prefect work-pool create dia-gpu --type process`
         client.create_work_pool(WorkPoolCreate(name="dia-gpu", type="process"), overwrite=True)
     run("--no-prompt", "deploy", "--all")
-    workers, logs = [], []
-    for i in range(2):
-        log = open(tmp / f"worker-{i}.log", "w")
+    workers, logs, starts = [None, None], [], [0, 0]
+
+    def start_worker(i: int) -> None:
+        starts[i] += 1
+        log = open(tmp / f"worker-{i}.log", "a")
         lock_dir = tmp / f"host-{i}"   # each worker stands for one GPU host: its own host-local lock dir
-        lock_dir.mkdir()
-        workers.append(subprocess.Popen(
+        lock_dir.mkdir(exist_ok=True)
+        workers[i] = subprocess.Popen(
             [*PREFECT, "worker", "start", "--pool", "dia-gpu", "--limit", "1", "--name", f"gpu-host-{i}"],
-            cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT))
+            cwd=REPO, env=dict(env, DIA_STUDIO_LOCK_DIR=str(lock_dir)), stdout=log, stderr=subprocess.STDOUT)
         logs.append(log)
+
+    def revive() -> None:
+        """Start again the workers a test killed (a host back after a crash)."""
+        for i, w in enumerate(workers):
+            if w.poll() is not None:
+                start_worker(i)
+
+    def wait_ready(timeout_s: float = 120) -> None:
+        """Until every worker (re)started has said so in its log: both are polling the pool."""
+        deadline = time.monotonic() + timeout_s
+        while any((tmp / f"worker-{i}.log").read_text().count(f"Worker 'gpu-host-{i}' started!") < starts[i]
+                  for i in range(2)):
+            assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, "a worker did not start"
+            time.sleep(0.2)
+
+    for i in range(2):
+        start_worker(i)
     try:
-        yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log"}
+        yield {"tmp": tmp, "env": env, "store": store, "workers": workers, "puts": tmp / "puts.log",
+               "revive": revive, "wait_ready": wait_ready}
     finally:
         for w in workers:
             if w.poll() is None:
@@ -134,7 +165,7 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
     from prefect.client.orchestration import get_client
 
     project = make_project(tmp_path / "sharded" / "book", "Harbour", CHAPTERS)
-    minutes = four_shard_minutes(project)
+    minutes = shard_minutes_for(project)
     out = tmp_path / "out"
     render = subprocess.Popen(
         [*CLI, "render", str(project), "--draft", "--out", str(out), "--store", str(pool["store"]),
@@ -209,6 +240,79 @@ def test_one_book_on_two_workers_with_one_killed_mid_shard(pool, tmp_path):
         (ref_out / "book" / "manifests" / f"chapter-{c:02d}.json").read_text())["segments"]}
     assert {k: (v["seed"], v["attempt"]) for k, v in chosen.items()} == \
            {k: (v["seed"], v["attempt"]) for k, v in ref_chosen.items()}
+
+
+def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
+    """The same sharded path on the Dia engine: a tiny random checkpoint (reference layout) and a tiny
+    DAC on CPU, named on the command line relative to where the render runs (the workers run from
+    $DIA_STUDIO_HOME, elsewhere). Both workers take shards, every take is generated once, and the
+    delivery equals a single-process render of the same project byte for byte. (Listening stays
+    off: random weights speak no words. No kill here: the draft test covers it.)"""
+    from prefect.client.orchestration import get_client
+
+    from dia_core.dia.config import DiaConfig
+    from flows.produce import produce
+    from tests.tiny_models import single_thread, write_tiny_dac, write_tiny_dia_checkpoint
+
+    pool["revive"]()   # the draft test killed a worker
+    ckpt = write_tiny_dia_checkpoint(tmp_path / "models" / "ckpt", layout="reference",
+                                     config=DiaConfig.tiny(dec_max_positions=3072))
+    dac_path = write_tiny_dac(tmp_path / "models" / "dac.pth")
+    # two short paragraphs to a segment at this max_new_tokens: one chapter of two segments, two shards
+    # (each worker runs one, --limit 1); each generation runs all 500 steps (random weights). The
+    # single-process render generates both in one batch of two.
+    chapters = [[LINES[1], LINES[3], LINES[5], LINES[7]]]
+    project = make_project(tmp_path / "sharded" / "book", "Harbour", chapters, dia=True)
+    reference = make_project(tmp_path / "single" / "book", "Harbour", chapters, dia=True)
+    engine = dict(model=str(ckpt), codec=str(dac_path), device="cpu", batch_size=2)
+    ref_options = RenderOptions(out_dir=str(tmp_path / "ref-out"), store=str(tmp_path / "ref-store"), **engine)
+    minutes = shard_minutes_for(reference, 2, ref_options)
+    with get_client(sync_client=True) as client:
+        earlier = {r.id for r in _runs(client, "generate-shard")}
+    puts_before = len(_puts(pool["puts"]))
+
+    pool["wait_ready"]()   # both workers polling, so each takes one of the two shards
+    render = subprocess.Popen(
+        [*CLI, "render", "sharded/book/project.yaml", "--model", "models/ckpt", "--codec", "models/dac.pth",
+         "--device", "cpu", "--batch-size", "2", "--out", "out", "--store", str(pool["store"]),
+         "--shard-minutes", f"{minutes:.6f}", "--shard-deployment", "generate-shard/gpu", "--no-progress"],
+        cwd=tmp_path, env=pool["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The single-process render of the same project, with a store of its own, while the workers
+    # work (this process would only wait; its puts are not logged: no DIA_STUDIO_FAULT here).
+    with single_thread():   # as the workers (OMP_NUM_THREADS=1)
+        state = produce(project=str(reference), options=ref_options, return_state=True)
+    assert state.is_completed(), state
+    output, _ = render.communicate(timeout=300)
+    assert render.returncode == 0, output
+    with get_client(sync_client=True) as client:
+        runs = [r for r in _runs(client, "generate-shard") if r.id not in earlier]
+    assert len(runs) == 2 and all(r.state.is_completed() for r in runs), [(r.name, r.state) for r in runs]
+    hosts = collections.Counter(r.name.rsplit(" on ", 1)[1] for r in runs)
+    assert set(hosts) == {"gpu-host-0", "gpu-host-1"}, hosts
+    assert all(Path(r.parameters["options"][k]).is_absolute() for r in runs for k in ("model", "codec"))
+
+    # Every take stored exactly once, by the shards.
+    puts = _puts(pool["puts"])[puts_before:]
+    counts = collections.Counter(key for key, _ in puts)
+    assert counts and max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    delivered = tmp_path / "out" / "book"
+    chosen = {s["id"]: s for s in json.loads((delivered / "manifests" / "chapter-01.json").read_text())["segments"]}
+    assert len(chosen) == len(jobs.open_job(reference, ref_options).plan.segments) == 2
+    # the keys the producer recorded are the keys the shards stored under: one take per shard process
+    assert {key for key, _ in puts} == {a["key"] for s in chosen.values() for a in s["attempts"]}
+    assert len({pid for _, pid in puts}) == 2 and render.pid not in {pid for _, pid in puts}
+
+    # Byte for byte what one process rendered alone.
+    ref_book = tmp_path / "ref-out" / "book"
+    files = sorted(p.name for p in delivered.iterdir() if p.suffix in (".mp3", ".vtt"))
+    assert files == ["chapter-01.mp3", "chapter-01.vtt"]
+    for name in files:
+        assert (delivered / name).read_bytes() == (ref_book / name).read_bytes(), name
+    ref_chosen = {s["id"]: s for s in json.loads((ref_book / "manifests" / "chapter-01.json").read_text())["segments"]}
+    assert {k: v["attempts"] for k, v in chosen.items()} == {k: v["attempts"] for k, v in ref_chosen.items()}
+    manifests = [json.loads((book / "manifest.json").read_text()) for book in (delivered, ref_book)]
+    assert manifests[0]["complete"] and manifests[0]["model"]["engine"] == manifests[1]["model"]["engine"] == "dia"
+    assert manifests[0]["model"]["checksum"] == manifests[1]["model"]["checksum"]
 
 
 def test_bad_pool_deployment_or_store_fail_before_any_generation(pool, tmp_path):
