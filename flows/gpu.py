@@ -29,7 +29,7 @@ log = logging.getLogger("dia_studio.gpu")
 
 
 def limit_name(device: str) -> str:
-    return f"dia-gpu-{socket.gethostname()}-{device}".replace(":", "-")
+    return f"dia-gpu-{socket.gethostname()}-{jobs.device_identity(device)}"
 
 
 @contextlib.contextmanager

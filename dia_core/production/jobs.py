@@ -7,6 +7,7 @@ project's own (dia_core.production.folder), and writes nothing. The engine (Dia 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,4 +181,19 @@ def clean_temps(job: Job) -> None:
 def gpu_lock(device: str) -> FileLock:
     """One GPU job at a time per device on this host (the process-level fallback to Prefect's limit)."""
     lock_dir = Path(os.environ.get("DIA_STUDIO_LOCK_DIR", "/tmp"))
-    return FileLock(str(lock_dir / f"dia-studio-{device.replace(':', '-')}.lock"))
+    return FileLock(str(lock_dir / f"dia-studio-{device_identity(device)}.lock"))
+
+
+def device_identity(device: str) -> str:
+    """The physical device a torch device name means in this process, as a file-name-safe word.
+    Under CUDA_VISIBLE_DEVICES, cuda:N is the Nth entry of that list: two workers pinned to
+    different GPUs both say cuda:0 but hold different devices (and must not wait for each other)."""
+    name = device
+    if device.startswith("cuda"):
+        index = device.partition(":")[2] or "0"
+        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        if index.isdigit() and int(index) < len(visible):
+            name = f"cuda:{visible[int(index)]}"
+        elif device == "cuda":
+            name = "cuda:0"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
