@@ -79,8 +79,10 @@ def narrate_catalog(catalog: str, options: RenderOptions | None = None,
     states = {p: "INVALID" for p in found["invalid"]}
     if deployment:
         # Submit every project first so all workers of the pool get work, then wait for them.
+        # the workers run elsewhere: every path they receive is absolute
         runs = {p: run_deployment(deployment, timeout=0, as_subflow=True, parameters={
-                    "project": p, "options": project_options(catalog, p, options).to_dict()}) for p in todo}
+                    "project": str(Path(p).resolve()),
+                    "options": project_options(catalog, p, options).for_other_hosts().to_dict()}) for p in todo}
         states |= {p: _wait(run.id) for p, run in runs.items()}
     else:
         for p in todo:

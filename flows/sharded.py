@@ -182,18 +182,11 @@ def generate_on_pool(job: jobs.Job, project: str, options: dict,
     # The shard runs see the same project, options, store and local weights, by absolute paths
     # (workers run elsewhere: from $DIA_STUDIO_HOME).
     params = {"project": str(Path(project).resolve()),
-              "options": {**options, "store": str(job.store.root.resolve()),
-                          "out_dir": str(Path(opts.out_dir).resolve()) if opts.out_dir else None,
-                          "model": _local_absolute(opts.model), "codec": _local_absolute(opts.codec)}}
+              "options": {**opts.for_other_hosts().to_dict(), "store": str(job.store.root.resolve())}}
     pending = {run_deployment(opts.shard_deployment, timeout=0, as_subflow=True,
                               parameters={**params, "shard": s.to_dict()}).id: s for s in plan}
     _wait_for_shards(job, pending, lambda s: settle(_settled(job, prompts, s)), poll_s)
     delivery.save_book_hashes(job, prompts, pins)
-
-
-def _local_absolute(source: str | None) -> str | None:
-    """A local file or folder as an absolute path; anything else (a Hugging Face repo id) as it is."""
-    return str(Path(source).resolve()) if source and Path(source).exists() else source
 
 
 def _settled(job: jobs.Job, prompts: dict, shard: shards.Shard) -> dict:

@@ -6,6 +6,7 @@ the flows' parameters to the job; it is JSON-able, so a flow run records it as i
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -63,6 +64,15 @@ class RenderOptions:
 
     def replace(self, **changes) -> "RenderOptions":
         return RenderOptions(**{**asdict(self), **changes})
+
+    def for_other_hosts(self) -> "RenderOptions":
+        """These options as a run on another worker (another working directory) must receive them:
+        the output and store folders absolute, a local model or codec path absolute (a Hugging Face
+        repo id stays as it is)."""
+        local = lambda p: str(Path(p).resolve()) if p and Path(p).exists() else p   # noqa: E731
+        return self.replace(out_dir=str(Path(self.out_dir).resolve()) if self.out_dir else None,
+                            store=str(Path(self.store).resolve()) if self.store else None,
+                            model=local(self.model), codec=local(self.codec))
 
 
 def fast_path_mode(options: RenderOptions) -> str:
