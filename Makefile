@@ -22,7 +22,7 @@ demo: setup
 # waiting on subprocesses (renders, ffmpeg, Prefect servers); 17.7 min instead of ~25 on 2 cores.
 test: setup
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench-smoke: setup
 	$(PY) bench/bench_generate.py --smoke
