@@ -2,7 +2,7 @@
 
 Points: plan, generate, stitch, export, manifest, ... Action by prefix: "kill@point" sends
 SIGKILL to this process (a crash with no cleanup), "oom@point" raises OutOfMemory once,
-"enospc@point" raises a full-disk OSError, "log@point" appends "point detail pid" to the file named
+"enospc@point" raises a full-disk OSError, "slow@point:seconds" sleeps at every hit, "log@point" appends "point detail pid" to the file named
 by $DIA_STUDIO_FAULT_LOG at every hit (the scale-out test counts store puts across processes).
 Unset in production: hit() is then a dict lookup.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 
 from .errors import OutOfMemory
 
@@ -25,6 +26,9 @@ def hit(point: str, detail: str = "") -> None:
         action, _, rest = item.partition("@")
         name, _, nth = rest.partition(":")
         if name != point:
+            continue
+        if action == "slow":  # sleep at every hit (the seconds after the colon): widens a test's window
+            time.sleep(float(nth or 1))
             continue
         if action == "log":  # one short O_APPEND write: lines from many processes do not interleave
             fd = os.open(os.environ["DIA_STUDIO_FAULT_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -91,7 +91,7 @@ def pool(tmp_path_factory, prefect_api):
                DIA_STUDIO_HOME=str(REPO), DIA_STUDIO_STORE=str(store),
                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
                # every store put, in every process, is one line here (dia_core/faults.py)
-               DIA_STUDIO_FAULT="log@store-put", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
+               DIA_STUDIO_FAULT="log@store-put,slow@generate:0.8", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
                DIA_STUDIO_SHARD_STALE_S="6",
                OMP_NUM_THREADS="1")   # tiny Dia models run slower with intra-op threads (tests/tiny_models.py)
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
@@ -262,7 +262,7 @@ def test_one_book_on_two_workers_with_the_tiny_dia_checkpoint(pool, tmp_path):
     # (each worker runs one, --limit 1); each generation runs all 500 steps (random weights). The
     # single-process render generates both in one batch of two.
     chapters = [[LINES[1], LINES[3], LINES[5], LINES[7]]]
-    project = make_project(tmp_path / "sharded" / "book", "Harbour", chapters, dia=True)
+    make_project(tmp_path / "sharded" / "book", "Harbour", chapters, dia=True)   # rendered by relative path
     reference = make_project(tmp_path / "single" / "book", "Harbour", chapters, dia=True)
     engine = dict(model=str(ckpt), codec=str(dac_path), device="cpu", batch_size=2)
     ref_options = RenderOptions(out_dir=str(tmp_path / "ref-out"), store=str(tmp_path / "ref-store"), **engine)
