@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..params import SAMPLE_RATE, check_param
 from ..audiofile import as_float_mono, ffmpeg_bin
 
-__all__ = ["change_tempo", "change_tempo_all", "available_engines", "ENGINES"]
+__all__ = ["change_tempo", "change_tempo_all", "available_engines", "default_engine", "ENGINES"]
 
 ENGINES = ("rubberband", "rubberband-hq", "atempo")
 
@@ -42,6 +42,12 @@ def available_engines() -> tuple[str, ...]:
     if any(len(line.split()) > 2 and line.split()[1] == "atempo" for line in p.stdout.splitlines()):
         found.append("atempo")
     return tuple(found)
+
+
+def default_engine() -> str | None:
+    """The engine ``engine="auto"`` uses here (None: none available)."""
+    engines = available_engines()
+    return engines[0] if engines else None
 
 
 def _rubberband(x: np.ndarray, speed: float, sample_rate: int, high_quality: bool) -> np.ndarray:

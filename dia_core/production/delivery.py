@@ -19,7 +19,7 @@ import soundfile as sf
 from .. import __version__, faults
 from ..audio import FINISHING_REVISION
 from ..audio import captions as cap
-from ..audio import chain, m4b, profiles
+from ..audio import chain, m4b, profiles, tempo
 from ..atomic import write_json
 from ..audiofile import as_float_mono, write_wav_float
 from ..files import canonical_hash, file_sha256
@@ -158,11 +158,13 @@ def _master_path(job: Job, chapter_id: str) -> Path:
 def chapter_inputs_hash(job: Job, chapter, first_keys: list[str]) -> str:
     """Everything that determines a chapter's delivered files: its plan (text, voices, seeds,
     sampling, boundaries, estimates), the store keys of its first attempts (voices' prompts, engine
-    and model checksum), QC and delivery settings, the stitch seed and the software version."""
+    and model checksum), QC and delivery settings, the stitch seed, the software version, the
+    finishing chain's revision and the time-stretch engine this host uses."""
     return canonical_hash({
         "chapter": chapter.to_json(), "takes": list(first_keys),
         "qc": jsonable(asdict(job.project.qc)), "delivery": jsonable(asdict(job.project.delivery)),
-        "seed": job.project.seed, "software": __version__, "finishing": FINISHING_REVISION})
+        "seed": job.project.seed, "software": __version__, "finishing": FINISHING_REVISION,
+        "tempo": tempo.default_engine()})   # a host without pedalboard stretches differently
 
 
 def save_book_hashes(job: Job, prompts: dict, pinned: dict[str, str] | None = None) -> Path:
