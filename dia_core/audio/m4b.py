@@ -142,6 +142,7 @@ M4B_CHANNELS = 1             # "all files mono, or all stereo": the chapter file
 MARK_TOLERANCE_MS = 20.0     # a chapter marker's start/end vs the planned (sample-exact) boundary
 DURATION_TOLERANCE_MS = 50.0  # the book's duration vs the sum of the chapter masters
 REQUIRED_BOOK_TAGS = ("title", "artist")   # artist = the author
+MAX_PEAK_REENCODES = 2       # peak-correcting re-encodes of the M4B, at most
 PEAK_MARGIN_DB = 0.5         # a corrected M4B aims this far under the peak limit (loudness.ENCODER_MARGIN_DB:
                              # 64 kbps AAC moves peaks by a few tenths of a dB from one encode to the next)
 _PEAK_METRICS = ("true_peak_dbtp", "sample_peak_dbfs")
@@ -417,9 +418,9 @@ def export_m4b_checked(chapter_audio, chapter_titles, out_path: str | Path, sett
     """``export_m4b``, then ``verify_m4b`` on the written file before it gets its final name.
 
     AAC encoding raises peaks like MP3 does: with ``correct_peaks``, when a chapter's decoded peak
-    (the profile's true-peak or sample-peak limit) is over the limit, the book is re-encoded once
-    with that chapter's gain lowered so its peak lands ``PEAK_MARGIN_DB`` under the limit, and
-    verified again; whatever still fails is in the report (the file is published either way, as
+    (the profile's true-peak or sample-peak limit) is over the limit, the book is re-encoded with
+    that chapter's gain lowered so its peak lands ``PEAK_MARGIN_DB`` under the limit, and verified
+    again (up to MAX_PEAK_REENCODES times, the gains adding up); whatever still fails is in the report (the file is published either way, as
     chapter files are). Returns (path, [(start_ms, end_ms)], report)."""
     items, lengths, bounds, meta = _m4b_layout(chapter_audio, chapter_titles, tags, cover, sample_rate)
     titles = list(chapter_titles)
@@ -437,10 +438,16 @@ def export_m4b_checked(chapter_audio, chapter_titles, out_path: str | Path, sett
                               cover=cover is not None, sample_rate=sample_rate, label=str(out_path))
 
         report = encode_and_verify()
-        gains = _peak_corrections(report, settings) if correct_peaks else []
-        if any(gains):
-            first = report.failures
+        first, gains = report.failures, [0.0] * len(titles)
+        # AAC's overshoot changes from one encode to the next: a correction can put another chapter
+        # over (a one-hour book did, measured): corrections add up over at most MAX_PEAK_REENCODES.
+        for _ in range(MAX_PEAK_REENCODES if correct_peaks else 0):
+            more = _peak_corrections(report, settings)
+            if not any(more):
+                break
+            gains = [round(g + m, 3) for g, m in zip(gains, more)]
             report = encode_and_verify(gains)
+        if any(gains):
             report = replace(report, first_pass_failures=list(first),
                              chapters=[replace(c, gain_db=g) for c, g in zip(report.chapters, gains)])
     return out_path, bounds, report

@@ -118,6 +118,23 @@ def test_hot_master_gets_one_peak_correcting_reencode_and_passes(tmp_path, acx_c
     assert d["corrected"] is True and d["chapters"][1]["gain_db"] < 0
 
 
+def test_corrections_add_up_when_a_reencode_puts_another_chapter_over(tmp_path, acx_chapters, monkeypatch):
+    """AAC's overshoot moves between encodes: the second encode may put another chapter over (a
+    one-hour book did). The corrections add up over at most MAX_PEAK_REENCODES re-encodes."""
+    from dia_core.audio import m4b
+
+    script = iter([[0.0, -0.4, 0.0], [-0.3, 0.0, 0.0], [0.0, 0.0, -0.2]])   # what each check asks for
+    monkeypatch.setattr(m4b, "_peak_corrections", lambda report, settings: next(script))
+    encoded = []
+    real = m4b._encode_m4b
+    monkeypatch.setattr(m4b, "_encode_m4b", lambda items, lengths, meta, out, cover, kbps, sr, gains=None, **k: (
+        encoded.append(list(gains) if gains else None), real(items, lengths, meta, out, cover, kbps, sr, gains, **k))[1])
+    _, _, report = export_m4b_checked(acx_chapters, TITLES, tmp_path / "book.m4b", ACX, TAGS)
+    assert m4b.MAX_PEAK_REENCODES == 2
+    assert encoded == [None, [0.0, -0.4, 0.0], [-0.3, -0.4, 0.0]]   # then it stops, whatever is left
+    assert [c.gain_db for c in report.chapters] == [-0.3, -0.4, 0.0] and report.first_pass_failures is not None
+
+
 def test_peak_correction_that_breaks_loudness_is_reported(tmp_path):
     """Podcast: a peak at -0.3 dBTP in a chapter at -16.8 LUFS needs about 1.2 dB less gain, which
     takes the loudness under -17 LUFS: the M4B is re-encoded once and the failure reported."""
