@@ -3,7 +3,8 @@
 Points: plan, generate, stitch, export, manifest, ... Action by prefix: "kill@point" sends
 SIGKILL to this process (a crash with no cleanup), "oom@point" raises OutOfMemory once,
 "enospc@point" raises a full-disk OSError, "slow@point:seconds" sleeps at every hit, "log@point" appends "point detail pid" to the file named
-by $DIA_STUDIO_FAULT_LOG at every hit (the scale-out test counts store puts across processes).
+by $DIA_STUDIO_FAULT_LOG at every hit (the scale-out test counts completed store puts, point
+"stored", across processes).
 Unset in production: hit() is then a dict lookup.
 """
 from __future__ import annotations

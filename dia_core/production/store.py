@@ -68,6 +68,7 @@ class SegmentStore:
         record = {**record, "key": key, "audio_sha256": hashlib.sha256(data).hexdigest(),
                   "samples": int(len(audio))}
         atomic.write_json(d / "take.json", record)  # last: its presence marks a finished entry
+        faults.hit("stored", key)   # the entry is complete (the scale-out test counts these)
         return StoredTake(key, d / "take.wav", record)
 
     def discard(self, key: str) -> None:

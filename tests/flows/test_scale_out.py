@@ -90,8 +90,8 @@ def pool(tmp_path_factory, prefect_api):
                PREFECT_HOME=str(tmp / "prefect-home"), PYTHONPATH=str(REPO),
                DIA_STUDIO_HOME=str(REPO), DIA_STUDIO_STORE=str(store),
                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
-               # every store put, in every process, is one line here (dia_core/faults.py)
-               DIA_STUDIO_FAULT="log@store-put,slow@generate:0.8", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
+               # every completed store put, in every process, is one line here (dia_core/faults.py)
+               DIA_STUDIO_FAULT="log@stored,slow@generate:0.8", DIA_STUDIO_FAULT_LOG=str(tmp / "puts.log"),
                DIA_STUDIO_SHARD_STALE_S="6",
                OMP_NUM_THREADS="1")   # tiny Dia models run slower with intra-op threads (tests/tiny_models.py)
     run = lambda *args: subprocess.run([*PREFECT, *args], cwd=REPO, env=env, check=True,  # noqa: E731
@@ -150,7 +150,7 @@ def _puts(path: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []
     return [(key, int(pid)) for point, key, pid in (line.split() for line in path.read_text().splitlines())
-            if point == "store-put"]
+            if point == "stored"]   # logged once the entry is complete: a kill before it regenerates
 
 
 def _runs(client, flow_name: str):
