@@ -90,5 +90,5 @@ def finish_workers(options: RenderOptions) -> int:
     float32 chapter, bench/bench_finish.py), so a host finishing 2-hour chapters wants few."""
     if options.finish_workers:
         return options.finish_workers
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(DEFAULT_FINISH_WORKERS, cpus))
+    from ..audio.tempo import usable_cpus   # not at import: options load in the CLI before numpy is needed
+    return max(1, min(DEFAULT_FINISH_WORKERS, usable_cpus()))
