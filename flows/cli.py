@@ -367,6 +367,17 @@ class _NoTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
+def _is_transport_chatter(record: logging.LogRecord) -> bool:
+    """Prefect's log and event senders report their own queue ("Still processing items...") while they
+    drain, which can be after the command's last line; the file keeps it, the console does not."""
+    return record.pathname.replace("\\", "/").endswith("prefect/_internal/concurrency/services.py")
+
+
+class _NoTransportChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_transport_chatter(record)
+
+
 def _log_to_file(args, folder: Path) -> Path:
     path = _log_path(args, folder)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -380,6 +391,8 @@ def _log_to_file(args, folder: Path) -> Path:
                         and getattr(h, "stream", None) in (sys.stderr, sys.stdout) \
                         or type(h).__name__ == "PrefectConsoleHandler":
                     h.setFormatter(_NoTraceback(h.formatter))
+                    if not any(isinstance(f, _NoTransportChatter) for f in h.filters):
+                        h.addFilter(_NoTransportChatter())
     return path
 
 

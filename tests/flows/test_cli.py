@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,28 @@ def test_summary_line_counts_regenerated_takes_and_why(tmp_path):
     assert "words 1" in line and "voice 1" in line and "truncated 1" in line
     assert "1 failed every attempt" in line
     assert _takes_summary(tmp_path / "nowhere") == ""
+
+
+_CHATTER_PROBE = """
+import argparse, importlib.util, logging, pathlib, sys
+from prefect.logging.configuration import setup_logging
+setup_logging()
+from flows import cli
+log = cli._log_to_file(argparse.Namespace(debug=False, command="probe"), pathlib.Path(sys.argv[1]))
+services = importlib.util.find_spec("prefect._internal.concurrency.services").origin
+for name, path, text in (("EventsWorker", services, "Still processing items: 1 items remaining..."),
+                         ("prefect.flow_runs", cli.__file__, "a warning the producer should see")):
+    logging.getLogger(name).handle(logging.LogRecord(name, logging.WARNING, path, 1, text, None, None))
+print(log)
+"""
+
+
+def test_prefect_queue_chatter_goes_to_the_log_not_after_the_last_line(tmp_path):
+    """CI once saw EventsWorker's "Still processing items" printed after a render's one error line."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    r = subprocess.run([sys.executable, "-c", _CHATTER_PROBE, str(tmp_path / "logs")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Still processing items" not in r.stderr and "a warning the producer should see" in r.stderr
+    logged = Path(r.stdout.strip()).read_text()
+    assert "Still processing items" in logged and "a warning the producer should see" in logged
