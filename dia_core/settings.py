@@ -15,6 +15,7 @@ CAPTIONS = ("vtt", "srt")
 # manifest check (script.project) and the encoder (audio.encode) both read. No 32: ffmpeg 5's FLAC
 # encoder writes 24 bits when asked for 32 (32-bit FLAC is experimental in later ones), and 24 bits
 # already hold Dia's output far below its noise floor.
+TEMPO_ENGINES = ("auto", "atempo", "rubberband", "rubberband-hq")   # dia_core.audio.tempo; auto: the first here
 PCM_BITS = (16, 24)
 # ACX rejects a chapter file longer than this (planning warns, the delivery check fails it).
 ACX_MAX_MINUTES = 120
@@ -51,6 +52,7 @@ class DeliverySettings:
     room_tone_db: float = -70.0          # level of the generated room tone (dBFS RMS)
     pcm_bits: int = 24                   # PCM_BITS: size at the final encode (wav/flac/mp3 input); 16 gets TPDF dither
     aac_bitrate_kbps: int = 96           # m4b (AAC, mono); at 64 the encode lifts speech peaks ~0.5 dB
+    tempo_engine: str = "auto"           # auto | atempo | rubberband | rubberband-hq (dia_core.audio.tempo)
     pauses: Pauses = field(default_factory=Pauses)
     trim: Trim = field(default_factory=Trim)
 

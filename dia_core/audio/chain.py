@@ -33,7 +33,7 @@ def finish_chapter_audio(takes: list[np.ndarray], speed_factors: list[float], bo
     as the stretched copies exist: a long chapter is GBs, one copy of it is kept alive at a time).
     ``on_step(name)`` is called after each step (tempo, stitch, finish, export), for benchmarks."""
     step = on_step or (lambda name: None)
-    stretched = tempo.change_tempo_all(takes, speed_factors)
+    stretched = tempo.change_tempo_all(takes, speed_factors, engine=settings.tempo_engine)
     takes.clear()
     pieces = [stitch.StitchPiece(a, b, i) for a, b, i in zip(stretched, boundaries, segment_ids)]
     del stretched

@@ -84,17 +84,21 @@ def _ffmpeg_failure(what: str, rc: int | None, stderr: str, target: Path | str |
     return FFmpegError(f"ffmpeg {what} failed: {detail}", tail, rc)
 
 
-def ffmpeg_pipe(cmd: list[str], chunks: Iterable, *, what: str = "encode", target: Path | str | None = None) -> None:
+def ffmpeg_pipe(cmd: list[str], chunks: Iterable, *, what: str = "encode", target: Path | str | None = None,
+                capture: bool = False) -> bytes | None:
     """Run ``cmd`` (an ffmpeg command reading ``pipe:0``), write each bytes-like item of ``chunks`` to
-    its stdin, and wait for it.
+    its stdin, and wait for it. With ``capture`` (a command writing ``pipe:1``) its stdout is read
+    by a thread while writing and returned.
 
     ffmpeg's stderr is read by a thread while writing (never lost, never a deadlock). If ffmpeg
     exits early, the write that notices it fails with BrokenPipeError: that is not reported; ffmpeg's
     own error is: ``OSError`` with the errno its message names (ENOSPC, EDQUOT, EFBIG, EROFS,
     EACCES, EIO; ``filename`` = ``target``) or ``FFmpegError``. An exception raised by ``chunks``
     kills ffmpeg and propagates."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     err = bytearray()
+    out: list[bytes] = []
 
     def drain() -> None:
         for block in iter(lambda: proc.stderr.read1(65536), b""):
@@ -102,8 +106,15 @@ def ffmpeg_pipe(cmd: list[str], chunks: Iterable, *, what: str = "encode", targe
             if len(err) > 2 * _STDERR_KEEP:
                 del err[:-_STDERR_KEEP]
 
+    def collect() -> None:
+        for block in iter(lambda: proc.stdout.read1(1 << 20), b""):
+            out.append(block)
+
     reader = threading.Thread(target=drain, name="ffmpeg-stderr", daemon=True)
     reader.start()
+    collector = threading.Thread(target=collect, name="ffmpeg-stdout", daemon=True) if capture else None
+    if collector:
+        collector.start()
     broken = False
     try:
         try:
@@ -122,14 +133,20 @@ def ffmpeg_pipe(cmd: list[str], chunks: Iterable, *, what: str = "encode", targe
         proc.kill()
         proc.wait()
         reader.join(5)
+        if collector:
+            collector.join(5)
         raise
     reader.join()
     proc.stderr.close()
+    if collector:
+        collector.join()
+        proc.stdout.close()
     if rc != 0 or broken:
         stderr = bytes(err[-_STDERR_KEEP:]).decode(errors="replace")
         if rc == 0:
             stderr += "\nffmpeg stopped reading its input"
         raise _ffmpeg_failure(what, rc, stderr, target)
+    return b"".join(out) if capture else None
 
 
 _PCM_CHUNK = 1 << 20   # samples converted at a time

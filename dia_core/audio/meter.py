@@ -27,8 +27,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-import pyloudnorm
-from scipy.signal import firwin, lfilter, resample_poly
 
 from ..params import SAMPLE_RATE
 from ..audiofile import as_float_mono, db, undb
@@ -90,6 +88,8 @@ def _oversampled(x: np.ndarray, s: int, e: int, factor: int = OVERSAMPLE) -> np.
     from x[s - 64 : e + 64] (scipy ``resample_poly``, zero outside the signal)."""
     a, b = max(0, s - _TP_PAD), min(len(x), e + _TP_PAD)
     # the filter resample_poly designs for this factor, designed once (firwin costs ~1 ms a call)
+    from scipy.signal import resample_poly   # scipy.signal: imported on first use (1.6 s; the CLI's validate needs none)
+
     return resample_poly(x[a:b].astype(np.float64), factor, 1,
                          window=_design(factor))[(s - a) * factor:(e - a) * factor]
 
@@ -97,6 +97,8 @@ def _oversampled(x: np.ndarray, s: int, e: int, factor: int = OVERSAMPLE) -> np.
 @lru_cache(maxsize=4)
 def _design(factor: int) -> np.ndarray:
     """resample_poly's own low-pass for up=factor, down=1 (before its gain of ``factor``)."""
+    from scipy.signal import firwin
+
     h = firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0))
     h.flags.writeable = False
     return h
@@ -233,6 +235,8 @@ def _head_tail_silence(x: np.ndarray, sr: int, noise_floor_db: float) -> tuple[f
 def _k_weighting(sr: int) -> tuple:
     """pyloudnorm's BS.1770 K-weighting stages at ``sr`` (high shelf, then high pass), in its order,
     as (b, a, passband gain)."""
+    import pyloudnorm
+
     return tuple((f.b, f.a, f.passband_gain) for f in pyloudnorm.Meter(sr)._filters.values())
 
 
@@ -242,6 +246,8 @@ def integrated_lufs(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     carried from chunk to chunk (the same output as one call); each 400 ms block's energy is summed
     from the chunks it spans; then pyloudnorm's gating: blocks every 100 ms (its bounds formula),
     absolute gate -70 LKFS, relative gate -10 LU."""
+    from scipy.signal import lfilter
+
     n = len(x)
     if n < int(0.4 * sr) + 1:
         return FLOOR_DB

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
 
 from ..settings import DeliverySettings
 from ..errors import InputError
@@ -84,6 +83,8 @@ def _pink_chunks(n: int, rng: np.random.Generator, warm: int):
     """The pink-filtered noise ``lfilter(_PINK_B, _PINK_A, rng.standard_normal(n + warm))[warm:]``,
     yielded in consecutive float64 chunks: the normal draws continue one stream and the filter
     state is carried from chunk to chunk, so the values are the same as the one-shot version."""
+    from scipy.signal import lfilter   # imported on first use: the CLI's validate needs none of scipy.signal
+
     zi = np.zeros(len(_PINK_A) - 1)
     done = -warm
     while done < n:

@@ -7,7 +7,6 @@ import threading
 from importlib import metadata
 
 import numpy as np
-from scipy.signal import resample_poly
 
 
 class MosEstimator:
@@ -25,6 +24,8 @@ class MosEstimator:
         self._lock = threading.Lock()
 
     def score(self, audio: np.ndarray, sample_rate: int = 44100) -> dict:
+        from scipy.signal import resample_poly   # on first use (slow import)
+
         x = resample_poly(np.asarray(audio, dtype=np.float32), 160, sample_rate // 100)
         x = np.clip(x, -1.0, 1.0)
         if len(x) < 16000:   # DNSMOS scores 9 s windows; pad very short takes to one second

@@ -12,7 +12,6 @@ import threading
 from importlib import metadata
 
 import numpy as np
-from scipy.signal import resample_poly
 
 MIN_TURN_S = 0.6   # shorter turns carry too little voice to embed (Resemblyzer uses 1.6 s windows)
 
@@ -36,6 +35,8 @@ class SpeakerEncoder:
         """Unit-length embedding of ``audio``, or None when it holds too little speech."""
         if not len(audio) or float(np.max(np.abs(audio))) < 1e-4:   # silence: no voice to embed
             return None
+        from scipy.signal import resample_poly   # on first use (slow import)
+
         x = resample_poly(np.asarray(audio, dtype=np.float32), 160, sample_rate // 100) if sample_rate != 16000 \
             else np.asarray(audio, dtype=np.float32)
         wav = self._preprocess(x, source_sr=16000)   # loudness-normalized, long silences removed (VAD)

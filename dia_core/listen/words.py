@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from ..params import SAMPLE_RATE
 from .textnorm import words as norm_words
@@ -45,6 +44,8 @@ class Transcript:
 
 
 def _pcm16k(audio: np.ndarray) -> np.ndarray:
+    from scipy.signal import resample_poly   # on first use (slow import)
+
     x = resample_poly(np.asarray(audio, dtype=np.float32), 160, 441)  # 44.1 kHz -> 16 kHz
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 

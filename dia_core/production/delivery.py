@@ -159,12 +159,12 @@ def chapter_inputs_hash(job: Job, chapter, first_keys: list[str]) -> str:
     """Everything that determines a chapter's delivered files: its plan (text, voices, seeds,
     sampling, boundaries, estimates), the store keys of its first attempts (voices' prompts, engine
     and model checksum), QC and delivery settings, the stitch seed, the software version, the
-    finishing chain's revision and the time-stretch engine this host uses."""
+    finishing chain's revision and the time-stretch engine this host runs."""
     return canonical_hash({
         "chapter": chapter.to_json(), "takes": list(first_keys),
         "qc": jsonable(asdict(job.project.qc)), "delivery": jsonable(asdict(job.project.delivery)),
         "seed": job.project.seed, "software": __version__, "finishing": FINISHING_REVISION,
-        "tempo": tempo.default_engine()})   # a host without pedalboard stretches differently
+        "tempo": tempo.resolve_engine(job.project.delivery.tempo_engine)})   # what "auto" is on this host
 
 
 def save_book_hashes(job: Job, prompts: dict, pinned: dict[str, str] | None = None) -> Path:

@@ -17,7 +17,6 @@ from typing import Callable, Protocol
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .. import __version__, faults
 from ..errors import InputError, OutOfMemory
@@ -138,6 +137,8 @@ class DraftEngine:
             audio, sr = sf.read(wav, dtype="float32")
         if sr != SAMPLE_RATE:
             g = np.gcd(sr, SAMPLE_RATE)
+            from scipy.signal import resample_poly   # on first use (slow import)
+
             audio = resample_poly(audio, SAMPLE_RATE // g, sr // g).astype(np.float32)
         return audio
 

@@ -27,7 +27,7 @@ import numpy as np
 import soundfile
 
 from .. import params as _params
-from ..settings import CAPTIONS, FORMATS, PCM_BITS, PROFILES, DeliverySettings, Pauses, QCSettings, Trim
+from ..settings import CAPTIONS, FORMATS, PCM_BITS, PROFILES, TEMPO_ENGINES, DeliverySettings, Pauses, QCSettings, Trim
 from ..errors import InputError
 from ..files import read_bounded
 from .yamltree import CONTROL_RE, Located, Validator, join, parse_yaml
@@ -338,6 +338,12 @@ def _delivery(v: Validator, y: Located | None) -> DeliverySettings:
                           "delivery.pcm_bits")
     if "aac_bitrate_kbps" in m:
         kw["aac_bitrate_kbps"] = v.integer(m["aac_bitrate_kbps"], "delivery.aac_bitrate_kbps", 32, 320)
+    if "tempo_engine" in m:
+        engine = v.string(m["tempo_engine"], "delivery.tempo_engine")
+        if engine not in TEMPO_ENGINES:
+            raise v.error(f"unknown tempo engine {engine!r} (one of {', '.join(TEMPO_ENGINES)})",
+                          m["tempo_engine"], "delivery.tempo_engine")
+        kw["tempo_engine"] = engine
     # fields added to DeliverySettings later: validated by the type of their default
     for f in fields(DeliverySettings):
         k = f.name

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from dia_core.audio.tempo import available_engines, change_tempo, change_tempo_all
+from dia_core.audio import tempo
+from dia_core.audio.tempo import available_engines, change_tempo, change_tempo_all, resolve_engine
 from dia_core.errors import InputError
 
 from .conftest import SR, speechlike
@@ -22,9 +23,9 @@ def tone(seconds=2.0, f=220.0):
     return (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)
 
 
-def test_rubberband_is_available_and_the_default():
-    assert available_engines()[0] == "rubberband"
-    assert {"rubberband-hq", "atempo"} <= set(available_engines())
+def test_atempo_is_the_default_and_rubberband_is_installed_for_tests():
+    assert available_engines()[0] == "atempo" and resolve_engine("auto") == "atempo"
+    assert {"rubberband", "rubberband-hq"} <= set(available_engines())
 
 
 @pytest.mark.parametrize("engine", ["rubberband", "rubberband-hq", "atempo"])
@@ -75,13 +76,37 @@ def test_unknown_engine_is_input_error():
         change_tempo(tone(0.2), 0.9, engine="sox")
 
 
-def test_all_on_threads_equals_one_at_a_time():
-    clips = [speechlike(0.5 + 0.25 * i) for i in range(5)]
-    speeds = [0.94, 0.8, 1.0, 1.2, 0.94]
-    alone = [change_tempo(x, v) for x, v in zip(clips, speeds)]
-    together = change_tempo_all(clips, speeds, workers=3)
-    assert len(together) == 5
+@pytest.mark.parametrize("engine", ["atempo", "rubberband"])
+def test_all_on_threads_equals_one_at_a_time(engine, monkeypatch):
+    clips = [speechlike(0.5 + 0.25 * i) for i in range(5)] + [np.zeros(0, np.float32), tone(0.01)]
+    speeds = [0.94, 0.8, 1.0, 1.2, 0.94, 0.9, 0.8]
+    alone = [change_tempo(x, v, engine=engine) for x, v in zip(clips, speeds)]
+    monkeypatch.setattr(tempo, "_ATEMPO_GROUP", 2)   # several ffmpeg groups, and several takes in one
+    together = change_tempo_all(clips, speeds, workers=3, engine=engine)
+    assert len(together) == len(clips) and together[2] is clips[2]
     for a, b, x, v in zip(alone, together, clips, speeds):
-        assert np.array_equal(a, b) and len(b) == round(len(x) / v)
+        assert np.array_equal(a, b) and len(b) == round(len(x) / v) and b.dtype == np.float32
     with pytest.raises(ValueError):
         change_tempo_all(clips, speeds[:2])
+
+
+def test_atempo_in_one_process_equals_ffmpeg_atempo_alone():
+    """The grouped graph (asegment, an atempo per take, pad/cut, concat) gives each take exactly
+    the samples ffmpeg's atempo gives it alone, whatever its neighbours."""
+    import subprocess
+    clips = [speechlike(0.7, seed=i) for i in range(4)]
+    together = tempo._atempo_group(clips, [0.94, 0.8, 1.2, 0.94], SR)
+    for x, v, y in zip(clips, [0.94, 0.8, 1.2, 0.94], together):
+        p = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "f32le", "-ar", str(SR), "-ac", "1",
+                            "-i", "pipe:0", "-af", f"atempo={v:.6f}", "-f", "f32le", "pipe:1"],
+                           input=x.tobytes(), capture_output=True, check=True)
+        alone = np.frombuffer(p.stdout, dtype=np.float32)
+        n = min(len(alone), len(y))
+        assert n > 0.95 * len(y) and np.array_equal(alone[:n], y[:n])   # atempo alone ends ~25 ms early
+
+
+def test_unavailable_engine_is_input_error(monkeypatch):
+    monkeypatch.setattr(tempo, "available_engines", lambda: ("atempo",))
+    with pytest.raises(InputError, match="not available here.*rubberband"):
+        change_tempo(tone(0.2), 0.9, engine="rubberband")
+    assert resolve_engine("auto") == "atempo"

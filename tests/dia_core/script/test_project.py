@@ -549,3 +549,17 @@ def test_chapters_in_yaml_as_list_string_or_all(tmp_path, yaml_value, expected):
     """A YAML list of chapter numbers is read as numbers (it used to fail on the located values)."""
     pr = load_project(write(tmp_path, BASE + f"chapters: {yaml_value}\n"))
     assert pr.chapters == expected
+
+
+def test_tempo_engine_one_list_for_loader_and_stretcher(tmp_path):
+    """delivery.tempo_engine: the names the manifest accepts are the stretcher's (settings.TEMPO_ENGINES)."""
+    from dia_core.audio import tempo
+    from dia_core.settings import TEMPO_ENGINES
+
+    e = load_error(tmp_path, BASE + "delivery:\n  tempo_engine: sox\n")
+    assert where(e) == ("project.yaml", 14, "delivery.tempo_engine")
+    assert "unknown tempo engine 'sox'" in e.message
+    assert load_project(write(tmp_path, BASE)).delivery.tempo_engine == "auto"
+    for name in TEMPO_ENGINES:
+        assert load_project(write(tmp_path, BASE + f"delivery:\n  tempo_engine: {name}\n")).delivery.tempo_engine == name
+        assert tempo.resolve_engine(name) in tempo.ENGINES
