@@ -32,7 +32,7 @@ from ..params import SAMPLE_RATE
 from ..settings import PCM_BITS, DeliverySettings
 from ..audiofile import as_float_mono, db, decode_ffmpeg, ffmpeg_bin, undb
 from .meter import integrated_lufs
-from .profiles import measure_encoded, profile_limits, profile_target
+from .profiles import decode_mp3, measure_encoded, profile_limits, profile_target
 
 __all__ = ["to_pcm", "pcm_chunks", "export_chapter", "CHAPTER_FORMATS", "ffmpeg_pipe", "FFmpegError"]
 
@@ -289,7 +289,9 @@ def _predicted_lossy_gain(audio: np.ndarray, settings: DeliverySettings, tags, s
     with tempfile.TemporaryDirectory(prefix="dia-lossy-") as tmp:
         path = Path(tmp) / "excerpt.mp3"
         _encode(part, path, "mp3", settings, None, sample_rate, bits24, channels=channels)
-        decoded = decode_ffmpeg(path, sample_rate)
+        decoded = decode_mp3(path) if channels == 1 and sample_rate == SAMPLE_RATE else None
+        if decoded is None:
+            decoded = decode_ffmpeg(path, sample_rate)
     if metric == "rms_db":   # energies, so the encoder's delay and padding do not count
         delta = db(float(np.sqrt(np.sum(np.square(decoded, dtype=np.float64)) /
                                  max(np.sum(np.square(part, dtype=np.float64)), 1e-30))))
