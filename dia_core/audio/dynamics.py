@@ -18,7 +18,7 @@ from ..audiofile import as_float_mono, db, undb
 from .meter import (_TP_PAD, OVERSAMPLE, Measurements, _chunks, _frame_rms, _measure, _noise_floor_db, _rms, _true_peak_envelope, integrated_lufs)
 from .profiles import profile_target
 
-__all__ = ["LoudnessReport", "finish", "limit", "limiter_gain"]
+__all__ = ["LoudnessReport", "finish", "limit", "limiter_gain", "LEVEL_TOLERANCE_DB"]
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,13 @@ class _Limiter:
     ceiling: float      # linear
     w: int              # look-ahead = attack/release ramp
     hold: int
+    true_peak: bool = True   # False: sample peaks (no oversampling; only for estimates)
 
     @classmethod
-    def of(cls, ceiling_dbtp: float, sample_rate: int, lookahead_ms: float, hold_ms: float) -> "_Limiter":
+    def of(cls, ceiling_dbtp: float, sample_rate: int, lookahead_ms: float, hold_ms: float,
+           true_peak: bool = True) -> "_Limiter":
         return cls(undb(ceiling_dbtp), max(1, int(lookahead_ms * sample_rate / 1000)),
-                   int(hold_ms * sample_rate / 1000))
+                   int(hold_ms * sample_rate / 1000), true_peak)
 
     @property
     def margin(self) -> int:   # input samples a chunk's gain reads beyond its chunk, each side
@@ -87,7 +89,8 @@ class _Limiter:
         b = min(n, e + w - 1)
         # Oversampled only where the envelope can reach the ceiling (elsewhere g = 1 either way) or
         # this chunk's sample peak (where its largest value can be): the same gain and peak.
-        env = _true_peak_envelope(x, a, b, floor=min(self.ceiling, float(np.abs(x[s:e]).max())))
+        env = _true_peak_envelope(x, a, b, floor=min(self.ceiling, float(np.abs(x[s:e]).max()))) \
+            if self.true_peak else np.abs(x[a:b]).astype(np.float64)
         peak = float(env[s - a:e - a].max())
         out = np.ones(e - s)
         over = np.flatnonzero(env > self.ceiling)   # where g < 1: the gain is 1 farther than the
@@ -137,13 +140,16 @@ def limiter_gain(audio: np.ndarray, ceiling_dbtp: float, *, sample_rate: int = S
 
 
 def _limit(x: np.ndarray, out: np.ndarray, ceiling_dbtp: float, sample_rate: int,
-           lookahead_ms: float = 5.0, hold_ms: float = 40.0, *, energy: list | None = None) -> tuple[float, float | None]:
+           lookahead_ms: float = 5.0, hold_ms: float = 40.0, *, energy: list | None = None,
+           true_peak: bool = True) -> tuple[float, float | None]:
     """``out = x * limiter gain`` chunk by chunk (``out`` may be ``x``: in place), then the final
     static trim of ``limit``. Returns the smallest gain applied (1.0: under the ceiling, out = x)
     and out's true peak (linear) when nothing was limited; None when it was (only the limited
     stretches are re-measured here: a caller that needs the peak measures it once, at the end).
-    ``energy``, a list, receives [sum of out^2 where the gain is below 1, sum of out^2] (float64)."""
-    lim = _Limiter.of(ceiling_dbtp, sample_rate, lookahead_ms, hold_ms)
+    ``energy``, a list, receives [sum of out^2 where the gain is below 1, sum of out^2] (float64).
+    ``true_peak`` False limits sample peaks, without the final check: a cheap estimate of what
+    the true-peak limiter does to the level."""
+    lim = _Limiter.of(ceiling_dbtp, sample_rate, lookahead_ms, hold_ms, true_peak)
     smallest, peak = [1.0], [0.0]
     limited: list[tuple[int, int]] = []   # stretches where the gain is below 1, within reach
 
@@ -171,6 +177,8 @@ def _limit(x: np.ndarray, out: np.ndarray, ceiling_dbtp: float, sample_rate: int
     _map_chunks(chunk, len(x), out, chunk=lim.chunk, margin=lim.margin)
     if smallest[0] >= 1.0:
         return 1.0, peak[0]
+    if not true_peak:
+        return smallest[0], None
     # Where the gain is 1 throughout the filter's reach, out's oversampled points are x's, which
     # are under the ceiling there (g = 1): only the limited stretches can be over it.
     for _ in range(3):
@@ -251,11 +259,37 @@ def _gain_curve(n: int, spans, speech_db: float, room_db: float, sr: int, ramp_s
     return lambda s, e: room + (speech - room) * _box_mean(mask, n, s, e, r)
 
 
+# How close to the profile's target a finished chapter's level must be: a tenth of a dB, ten times
+# finer than a listener can hear, and the same as the MP3 level correction (encode.py).
+LEVEL_TOLERANCE_DB = 0.1
+# Audio at least this long gets a pilot pass (below: the passes are cheap anyway).
+_PILOT_MIN_S = 120.0
+
+
+def _pilot_step(x: np.ndarray, y: np.ndarray, curve, ceiling: float, sr: int, quick, target: float) -> float:
+    """dB to add to the gain before the first full pass: the whole audio gained and limited on its
+    SAMPLE peaks (no oversampling: about a third of a full pass, written into ``y``), its level
+    measured, and the miss turned into a gain step with the secant's first slope (the share of
+    energy the limiter left alone). The true-peak limiter takes a little more, so the full pass
+    usually lands within LEVEL_TOLERANCE_DB; when it does not, the secant steps continue."""
+    if len(x) < _PILOT_MIN_S * sr:
+        return 0.0
+    for s, e in _chunks(len(x)):
+        y[s:e] = x[s:e].astype(np.float64) * curve(s, e)
+    energy: list = []
+    _limit(y, y, ceiling, sr, energy=energy, true_peak=False)
+    if energy[1] <= 0:
+        return 0.0
+    return float((target - quick(y)) / max(0.2, 1.0 - energy[0] / energy[1]))
+
+
 def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
            sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, LoudnessReport]:
     """Gain ``audio`` to the profile's target, limit to its true-peak ceiling, keep the room tone
-    under the noise-floor limit, then verify; if the limiter pulled the level out of tolerance,
-    correct the gain (secant steps) and limit again, up to six passes.
+    under the noise-floor limit, then verify; if the limiter pulled the level out of tolerance
+    (LEVEL_TOLERANCE_DB), correct the gain (secant steps) and limit again, up to six passes. On long
+    audio the first pass's gain already includes the limiter's loss, estimated by a sample-peak
+    pilot pass (``_pilot_step``).
 
     ``spans`` (StitchResult.spans, seconds) marks the speech: with it only the speech is gained
     and the room tone between spans keeps its generated level (settings.room_tone_db), however
@@ -269,17 +303,19 @@ def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
         raise InputError("cannot normalize silent audio")
     quick = (lambda a: db(_rms(a))) if metric == "rms_db" else (lambda a: integrated_lufs(a, sample_rate))
     total_gain = target - current
+    curve_of = lambda g: (_gain_curve(len(x), spans, g, min(0.0, g), sample_rate) if spans is not None
+                          else (lambda s, e: undb(g)))
     max_red = floor_red = 0.0
     prev = None
     iterations = 0
     # Memory: the input and ONE output array; each pass rewrites y from x chunk by chunk, and the
     # limiter and the expander work on y in place.
     y = np.empty_like(x)
+    total_gain += _pilot_step(x, y, curve_of(total_gain), ceiling, sample_rate, quick, target)
     for iterations in range(1, 7):
-        curve = _gain_curve(len(x), spans, total_gain, min(0.0, total_gain), sample_rate) \
-            if spans is not None else None
+        curve = curve_of(total_gain)
         for s, e in _chunks(len(x)):
-            y[s:e] = x[s:e].astype(np.float64) * (curve(s, e) if curve else undb(total_gain))
+            y[s:e] = x[s:e].astype(np.float64) * curve(s, e)
         energy: list = []
         smallest, peak = _limit(y, y, ceiling, sample_rate, energy=energy)   # peak: for ``after``
         max_red = max(max_red, -db(smallest) if smallest < 1.0 else 0.0)
@@ -290,7 +326,7 @@ def finish(audio: np.ndarray, settings: DeliverySettings, *, spans=None,
                 floor_red = _tame_noise_floor(y, sample_rate, nf, -65.0)
                 peak = None
         reached = quick(y)
-        if abs(reached - target) <= 0.05:
+        if abs(reached - target) <= LEVEL_TOLERANCE_DB:
             break
         # secant step: under heavy limiting 1 dB more gain yields less than 1 dB more level; the
         # first step's slope is the share of the energy the limiter left alone (what more gain raises)

@@ -37,6 +37,7 @@ from .profiles import decode_mp3, measure_encoded, profile_limits, profile_targe
 __all__ = ["to_pcm", "pcm_chunks", "export_chapter", "CHAPTER_FORMATS", "ffmpeg_pipe", "FFmpegError"]
 
 CHAPTER_FORMATS = ("wav", "flac", "mp3")
+LAME_QUALITY = 5       # libmp3lame's algorithm quality (0 best/slowest .. 9); see encode_command
 _PIPE_CHUNK = 1 << 22   # bytes written to ffmpeg's stdin at a time
 _STDERR_KEEP = 16_384   # bytes of ffmpeg's stderr kept for the error message
 
@@ -334,7 +335,11 @@ def encode_command(path: Path, fmt: str, settings: DeliverySettings, tags, sampl
         cmd += ["-acodec", "flac", *common,
                 *(["-sample_fmt", "s32", "-bits_per_raw_sample", "24"] if bits24 else ["-sample_fmt", "s16"])]
     else:  # mp3: libmp3lame CBR
-        cmd += ["-acodec", "libmp3lame", "-b:a", f"{settings.mp3_bitrate_kbps}k", *common, "-write_xing", "1"]
+        # LAME's -q 5 (its default before 3.98) instead of today's -q 3: 30 % less CPU, the largest
+        # single cost of finishing; at 192 kbps mono speech the two decode to the same SNR (30.2 dB)
+        # and level (docs/delivery-specs.md, "MP3 encoder quality").
+        cmd += ["-acodec", "libmp3lame", "-b:a", f"{settings.mp3_bitrate_kbps}k", "-compression_level", str(LAME_QUALITY),
+                *common, "-write_xing", "1"]
     for key, value in (tags or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
     if fmt == "mp3" and tags:

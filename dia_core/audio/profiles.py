@@ -160,7 +160,7 @@ def _decode_mono(path: Path, info: dict, sample_rate: int = SAMPLE_RATE) -> np.n
 
 def decode_mp3(path: Path) -> np.ndarray | None:
     """A mono MP3 decoded in process by libsndfile's mpg123 (soundfile), None when this
-    libsndfile cannot. The same samples as ffmpeg's decoder within 1e-6 and the same length
+    libsndfile cannot. The same samples as ffmpeg's decoder within 1e-5 (relative) and the same length
     (both drop the encoder delay and padding its LAME header records), at a quarter of the CPU."""
     try:
         data, _rate = sf.read(str(path), dtype="float32")

@@ -96,7 +96,7 @@ def test_finish_and_encoded_files_meet_profile_synthetic(name, tmp_path):
     clips = [speechlike(2.0, seed=i, f0=110 + 40 * (i % 2), level=0.05 + 0.1 * i) for i in range(4)]
     y, rep = dynamics.finish(chapter(clips, s), s)
     metric, target, ceiling = profiles.profile_target(s)
-    assert getattr(rep.after, metric) == pytest.approx(target, abs=0.1)
+    assert abs(getattr(rep.after, metric) - target) <= dynamics.LEVEL_TOLERANCE_DB
     assert rep.after.true_peak_dbtp <= ceiling + 1e-6
     files = export_chapter(y, tmp_path / "ch01", s)
     assert set(files) == set(s.formats)
@@ -161,3 +161,24 @@ def test_check_file_reports_misses(tmp_path):
 def test_finish_rejects_silence():
     with pytest.raises(InputError):
         dynamics.finish(np.zeros(SR, np.float32), PROFILES["podcast"])
+
+
+def test_long_audio_is_gained_in_one_pass_after_the_sample_peak_pilot(speech_clips, monkeypatch):
+    """The pilot (gain + sample-peak limiting, no oversampling) predicts the true-peak limiter's loss
+    of level: the one full pass lands within LEVEL_TOLERANCE_DB, where without it a second is needed.
+    (Under very heavy limiting -- espeak at podcast loudness, 15 dB -- it still takes two passes.)"""
+    s = PROFILES["acx"]
+    rng = np.random.default_rng(7)
+    # espeak speech at levels 12 dB apart: gained to the target, the loud takes go over the ceiling
+    clips = [(speech_clips[i % 3] * float(rng.choice([0.15, 0.6]))).astype(np.float32) for i in range(60)]
+    x = stitch_chapter([StitchPiece(a, "chapter_start" if i == 0 else "paragraph", f"s{i}")
+                        for i, a in enumerate(clips)], s, seed=0).audio
+    assert len(x) >= dynamics._PILOT_MIN_S * SR
+    metric, target, ceiling = profiles.profile_target(s)
+    y, rep = dynamics.finish(x, s)
+    assert rep.iterations == 1 and rep.limiter_max_reduction_db > 1.0   # the limiter works hard here
+    assert abs(getattr(rep.after, metric) - target) <= dynamics.LEVEL_TOLERANCE_DB
+    assert rep.after.true_peak_dbtp <= ceiling + 1e-6
+    monkeypatch.setattr(dynamics, "_PILOT_MIN_S", 1e9)   # no pilot: the limiter's loss costs a pass
+    y2, rep2 = dynamics.finish(x, s)
+    assert rep2.iterations >= 2 and abs(getattr(rep2.after, metric) - target) <= dynamics.LEVEL_TOLERANCE_DB
