@@ -1,11 +1,13 @@
 """Benchmark: finishing a whole book on this machine, the way a render finishes it.
 
     .venv/bin/python bench/bench_finish_book.py [--minutes 60] [--chapters 8] [--workers 2] [--label after]
+        [--tempo-engine auto|atempo|rubberband|rubberband-hq]
 
 A book of ``--chapters`` chapters, ``--minutes`` of audio in all, is synthesized first (speech-like
 takes of 3-14 s, bench_finish.synth_pieces, one seed per chapter; not timed). Then every chapter
 goes through the whole finishing chain as delivery.finish_chapter runs it
-(dia_core.audio.chain.finish_chapter_audio: time stretch at the default speed_factor 0.94,
+(dia_core.audio.chain.finish_chapter_audio: time stretch at the default speed_factor 0.94 with
+the default engine (ffmpeg atempo since session 6; Rubber Band R2 before) or ``--tempo-engine``,
 stitch with room tone and pauses, gain + true-peak limiter, MP3 + FLAC; then the float master WAV,
 VTT + SRT captions and the profile check of the MP3), ``--workers`` chapters at a time as the
 produce flow does (--finish-workers). Timed: wall and CPU seconds (this process and its ffmpeg
@@ -98,6 +100,7 @@ def main() -> int:
     ap.add_argument("--chapters", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="chapters finished at once (--finish-workers)")
     ap.add_argument("--profile", default="acx")
+    ap.add_argument("--tempo-engine", default="auto", help="delivery.tempo_engine (auto: atempo)")
     ap.add_argument("--label", default="current")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--no-save", action="store_true")
@@ -105,6 +108,8 @@ def main() -> int:
 
     from dia_core.settings import DeliverySettings
     settings = replace(DeliverySettings(), profile=a.profile, formats=("mp3", "flac"), captions=("vtt", "srt"))
+    if a.tempo_engine != "auto":   # (a tree before delivery.tempo_engine has only its default engine)
+        settings = replace(settings, tempo_engine=a.tempo_engine)
     t0 = time.perf_counter()
     book = [synth_pieces(a.minutes / a.chapters, seed=i) for i in range(a.chapters)]
     synth_s = time.perf_counter() - t0
