@@ -13,4 +13,6 @@ __all__ = ["stitch", "tempo", "dynamics", "meter", "qc", "encode", "m4b", "capti
 # such a change; the take store (generation) is keyed separately and is not invalidated.
 #   2: Rubber Band in process (pedalboard, offline R2) instead of ffmpeg's realtime filter;
 #      MP3 level correction predicted from an excerpt.
-FINISHING_REVISION = 2
+#   3: ffmpeg atempo batched per chapter as the default engine; one gain pass after a sample-peak
+#      pilot (level within 0.1 dB); LAME -q 5.
+FINISHING_REVISION = 3
