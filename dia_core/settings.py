@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 PROFILES = ("acx", "podcast", "apple", "spotify", "ebu-r128", "custom")
 FORMATS = ("mp3", "flac", "wav", "m4b")
 CAPTIONS = ("vtt", "srt")
+TEMPO_ENGINES = ("auto", "atempo", "rubberband", "rubberband-hq")   # dia_core.audio.tempo; auto: the first here
 # PCM sample sizes of the final encode (wav, flac, and the mp3 encoder's input): the one list that the
 # manifest check (script.project) and the encoder (audio.encode) both read. No 32: ffmpeg 5's FLAC
 # encoder writes 24 bits when asked for 32 (32-bit FLAC is experimental in later ones), and 24 bits
 # already hold Dia's output far below its noise floor.
-TEMPO_ENGINES = ("auto", "atempo", "rubberband", "rubberband-hq")   # dia_core.audio.tempo; auto: the first here
 PCM_BITS = (16, 24)
 # ACX rejects a chapter file longer than this (planning warns, the delivery check fails it).
 ACX_MAX_MINUTES = 120

@@ -367,15 +367,12 @@ class _NoTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
-def _is_transport_chatter(record: logging.LogRecord) -> bool:
+class _NoTransportChatter(logging.Filter):
     """Prefect's log and event senders report their own queue ("Still processing items...") while they
     drain, which can be after the command's last line; the file keeps it, the console does not."""
-    return record.pathname.replace("\\", "/").endswith("prefect/_internal/concurrency/services.py")
 
-
-class _NoTransportChatter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not _is_transport_chatter(record)
+        return not record.pathname.replace("\\", "/").endswith("prefect/_internal/concurrency/services.py")
 
 
 def _log_to_file(args, folder: Path) -> Path:

@@ -54,17 +54,13 @@ def single_threaded_blas() -> Iterator[None]:
                 _blas_users[1] = None
 
 
+@single_threaded_blas()
 def finish_chapter_audio(takes: list[np.ndarray], speed_factors: list[float], boundaries: list[str],
                          segment_ids: list[str], settings: DeliverySettings, *, seed: int,
                          out_stem: Path, on_step: Callable[[str], None] | None = None) -> FinishedAudio:
     """Finish one chapter from its chosen takes (in order). ``takes`` is consumed (emptied as soon
     as the stretched copies exist: a long chapter is GBs, one copy of it is kept alive at a time).
     ``on_step(name)`` is called after each step (tempo, stitch, finish, export), for benchmarks."""
-    with single_threaded_blas():
-        return _finish(takes, speed_factors, boundaries, segment_ids, settings, seed, out_stem, on_step)
-
-
-def _finish(takes, speed_factors, boundaries, segment_ids, settings, seed, out_stem, on_step) -> FinishedAudio:
     step = on_step or (lambda name: None)
     stretched = tempo.change_tempo_all(takes, speed_factors, engine=settings.tempo_engine)
     takes.clear()

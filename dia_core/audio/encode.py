@@ -290,7 +290,7 @@ def _predicted_lossy_gain(audio: np.ndarray, settings: DeliverySettings, tags, s
     with tempfile.TemporaryDirectory(prefix="dia-lossy-") as tmp:
         path = Path(tmp) / "excerpt.mp3"
         _encode(part, path, "mp3", settings, None, sample_rate, bits24, channels=channels)
-        decoded = decode_mp3(path) if channels == 1 and sample_rate == SAMPLE_RATE else None
+        decoded = decode_mp3(path)   # None for the stereo option: ffmpeg averages the channels
         if decoded is None:
             decoded = decode_ffmpeg(path, sample_rate)
     if metric == "rms_db":   # energies, so the encoder's delay and padding do not count

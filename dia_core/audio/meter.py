@@ -232,23 +232,15 @@ def _head_tail_silence(x: np.ndarray, sr: int, noise_floor_db: float) -> tuple[f
 
 
 @lru_cache(maxsize=8)
-def _k_weighting(sr: int) -> tuple:
-    """pyloudnorm's BS.1770 K-weighting stages at ``sr`` (high shelf, then high pass), in its order,
-    as (b, a, passband gain)."""
-    import pyloudnorm
-
-    return tuple((f.b, f.a, f.passband_gain) for f in pyloudnorm.Meter(sr)._filters.values())
-
-
-@lru_cache(maxsize=8)
 def _k_weighting_sos(sr: int) -> tuple[np.ndarray, float]:
-    """The K-weighting stages as one cascade of second-order sections (sosfilt runs both biquads
-    in one pass, half the time of two lfilter calls; outputs equal within 1e-12) and their gain."""
+    """pyloudnorm's BS.1770 K-weighting stages at ``sr`` (high shelf, then high pass, in its order)
+    as one cascade of second-order sections, and their passband gains' product (sosfilt runs both
+    biquads in one pass, half the time of two lfilter calls; outputs equal within 1e-12)."""
+    import pyloudnorm
     from scipy.signal import tf2sos
 
-    stages = _k_weighting(sr)
-    sos = np.vstack([tf2sos(b, a) for b, a, _ in stages])
-    return sos, float(np.prod([g for _, _, g in stages]))
+    stages = list(pyloudnorm.Meter(sr)._filters.values())
+    return np.vstack([tf2sos(f.b, f.a) for f in stages]), float(np.prod([f.passband_gain for f in stages]))
 
 
 def integrated_lufs(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:

@@ -172,7 +172,8 @@ def decode_mp3(path: Path) -> np.ndarray | None:
 
 
 def check_file(path: str | Path, settings: DeliverySettings) -> ProfileReport:
-    """Decode the ENCODED file with ffmpeg, measure it, and compare with the profile's limits.
+    """Decode the ENCODED file (``_decode_mono``: ffmpeg, or libsndfile for a mono MP3), measure it,
+    and compare with the profile's limits.
 
     For acx it also checks the container facts: MP3, 44.1 kHz, mono, >= 192 kbps.
     """

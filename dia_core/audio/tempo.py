@@ -31,7 +31,7 @@ from ..params import SAMPLE_RATE, check_param
 from ..settings import TEMPO_ENGINES
 from ..audiofile import as_float_mono, ffmpeg_bin
 
-__all__ = ["change_tempo", "change_tempo_all", "available_engines", "default_engine", "resolve_engine", "ENGINES"]
+__all__ = ["change_tempo", "change_tempo_all", "available_engines", "resolve_engine", "ENGINES"]
 
 ENGINES = tuple(e for e in TEMPO_ENGINES if e != "auto")
 _ATEMPO_FILTERS = ("asegment", "atempo", "apad", "atrim", "concat")
@@ -51,12 +51,6 @@ def available_engines() -> tuple[str, ...]:
     except ImportError:
         pass
     return tuple(found)
-
-
-def default_engine() -> str | None:
-    """The engine ``engine="auto"`` uses here (None: none available)."""
-    engines = available_engines()
-    return engines[0] if engines else None
 
 
 def resolve_engine(engine: str = "auto") -> str:
@@ -129,13 +123,18 @@ def _atempo_all(xs: Sequence[np.ndarray], speeds: Sequence[float], sample_rate: 
         size += len(x)
     if cur:
         groups.append(cur)
-    run = lambda g: _atempo_group([xs[i] for i in g], [speeds[i] for i in g], sample_rate)
-    if workers <= 1 or len(groups) <= 1:
-        done = [run(g) for g in groups]
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="atempo") as ex:
-            done = list(ex.map(run, groups))
+    done = _on_threads(lambda g: _atempo_group([xs[i] for i in g], [speeds[i] for i in g], sample_rate),
+                       groups, workers)
     return [y for ys in done for y in ys]
+
+
+def _on_threads(fn, items: list, workers: int) -> list:
+    """``[fn(item) for item in items]``, on up to ``workers`` threads (the stretchers release the GIL
+    or wait on ffmpeg)."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="tempo") as ex:
+        return list(ex.map(fn, items))
 
 
 def change_tempo(audio: np.ndarray, speed_factor: float, *, engine: str = "auto",
@@ -182,13 +181,8 @@ def change_tempo_all(audios: Sequence[np.ndarray], speed_factors: Sequence[float
     if engine == "atempo":
         done = _atempo_all([xs[i] for i in todo], speeds, sample_rate, workers)
     else:
-        work = lambda j: _fit(_rubberband(xs[todo[j]], speeds[j], sample_rate, engine == "rubberband-hq"),
-                              int(round(len(xs[todo[j]]) / speeds[j])))
-        if workers <= 1 or len(todo) <= 1:
-            done = [work(j) for j in range(len(todo))]
-        else:
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="tempo") as ex:
-                done = list(ex.map(work, range(len(todo))))
+        done = _on_threads(lambda j: _fit(_rubberband(xs[todo[j]], speeds[j], sample_rate, engine == "rubberband-hq"),
+                                          int(round(len(xs[todo[j]]) / speeds[j]))), list(range(len(todo))), workers)
     for i, y in zip(todo, done):
         out[i] = y
     return out
